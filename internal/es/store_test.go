@@ -1,0 +1,156 @@
+package es_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
+)
+
+func newStore(t *testing.T, upcasters es.Upcasters) *es.Store {
+	t.Helper()
+	_, _, js := natstest.Streams(t, natstest.Partitions)
+	return es.NewStore(js, natstest.Partitions, upcasters)
+}
+
+func event(id string, version int64, typ, data string) es.Event {
+	return es.Event{
+		ID: es.NewEventID(), AggregateType: "order", AggregateID: id, Type: typ, SchemaVersion: 1,
+		Version: version, Data: json.RawMessage(data),
+		Metadata: es.Metadata{CausationID: fmt.Sprintf("cmd-%d", version), Timestamp: es.Time{Time: time.Now()}},
+	}
+}
+
+func TestAppendChecksTheExpectedSequence(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t, nil)
+
+	seq1, err := store.Append(ctx, "ord-1", 0, []es.Event{event("ord-1", 1, "OrderCreated", `{"customerId":"c"}`)})
+	if err != nil {
+		t.Fatalf("first append: %v", err)
+	}
+	if _, err := store.Append(ctx, "ord-1", 0, []es.Event{event("ord-1", 1, "OrderCreated", `{}`)}); !errors.Is(err, es.ErrConflict) {
+		t.Fatalf("append expecting an empty subject: %v, want ErrConflict", err)
+	}
+	// Another order's events move the stream, not ord-1's subject.
+	if _, err := store.Append(ctx, "ord-2", 0, []es.Event{event("ord-2", 1, "OrderCreated", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	seq2, err := store.Append(ctx, "ord-1", seq1, []es.Event{event("ord-1", 2, "OrderSubmitted", `{}`)})
+	if err != nil {
+		t.Fatalf("append at the right sequence: %v", err)
+	}
+	if _, err := store.Append(ctx, "ord-1", seq1, []es.Event{event("ord-1", 2, "OrderSubmitted", `{}`)}); !errors.Is(err, es.ErrConflict) {
+		t.Fatalf("stale append: %v, want ErrConflict", err)
+	}
+	events, err := store.Read(ctx, "ord-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 2 || events[0].Sequence != seq1 || events[1].Sequence != seq2 || events[1].Type != "OrderSubmitted" {
+		t.Fatalf("read back %+v", events)
+	}
+	if last, err := store.LastSequence(ctx, "ord-1"); err != nil || last != seq2 {
+		t.Fatalf("LastSequence = %d, %v; want %d", last, err, seq2)
+	}
+	if last, err := store.LastSequence(ctx, "nobody"); err != nil || last != 0 {
+		t.Fatalf("LastSequence of an empty subject = %d, %v", last, err)
+	}
+}
+
+func TestAppendOfSeveralEventsIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t, nil)
+	batch := func(from int64, n int) []es.Event {
+		var out []es.Event
+		for i := range n {
+			out = append(out, event("ord-1", from+int64(i), "ItemAdded", `{}`))
+		}
+		return out
+	}
+	seq, err := store.Append(ctx, "ord-1", 0, batch(1, 3))
+	if err != nil {
+		t.Fatalf("batch append: %v", err)
+	}
+	if _, err := store.Append(ctx, "ord-1", 1, batch(4, 5)); !errors.Is(err, es.ErrConflict) {
+		t.Fatalf("batch append at a stale sequence: %v, want ErrConflict", err)
+	}
+	events, err := store.Read(ctx, "ord-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3 || events[2].Sequence != seq {
+		t.Fatalf("after a failed batch the subject holds %d events (want 3), last at %d want %d", len(events), events[len(events)-1].Sequence, seq)
+	}
+	if _, err := store.Append(ctx, "ord-1", seq, batch(4, es.MaxBatch)); err != nil {
+		t.Fatalf("a batch of %d: %v", es.MaxBatch, err)
+	}
+	if _, err := store.Append(ctx, "ord-1", seq, batch(4, es.MaxBatch+1)); err == nil {
+		t.Fatal("a batch over the limit was accepted")
+	}
+	events, err = store.Read(ctx, "ord-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3+es.MaxBatch {
+		t.Fatalf("read %d events, want %d", len(events), 3+es.MaxBatch)
+	}
+	leader, err := store.ReadFromLeader(ctx, "ord-1", events[len(events)-3].Sequence)
+	if err != nil || len(leader) != 2 || leader[1].ID != events[len(events)-1].ID {
+		t.Fatalf("ReadFromLeader: %d events, %v", len(leader), err)
+	}
+}
+
+func TestReadAppliesUpcasters(t *testing.T) {
+	ctx := context.Background()
+	up := es.Upcasters{
+		{Type: "ItemAdded", SchemaVersion: 0}: func(d json.RawMessage) (json.RawMessage, error) {
+			return json.RawMessage(strings.Replace(string(d), `"price"`, `"unitPriceCents"`, 1)), nil
+		},
+		{Type: "ItemAdded", SchemaVersion: 1}: func(d json.RawMessage) (json.RawMessage, error) {
+			return json.RawMessage(strings.Replace(string(d), `}`, `,"v2":true}`, 1)), nil
+		},
+	}
+	store := newStore(t, up)
+	old := event("ord-1", 1, "ItemAdded", `{"price":5}`)
+	old.SchemaVersion = 0
+	if _, err := store.Append(ctx, "ord-1", 0, []es.Event{old}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := store.Read(ctx, "ord-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(events[0].Data); got != `{"unitPriceCents":5,"v2":true}` || events[0].SchemaVersion != 2 {
+		t.Fatalf("upcast data = %s at schema %d", got, events[0].SchemaVersion)
+	}
+}
+
+func TestEventEnvelopeWireForm(t *testing.T) {
+	e := es.Event{ID: "evt-1", AggregateType: "order", AggregateID: "ord-1", Type: "ItemAdded", SchemaVersion: 1, Version: 3,
+		Data: json.RawMessage(`{"productId":"sku-1"}`),
+		Metadata: es.Metadata{UserID: "u-7", CorrelationID: "corr-1", CausationID: "cmd-1",
+			Timestamp: es.Time{Time: time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC)}}}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"evt-1","aggregateType":"order","aggregateId":"ord-1","type":"ItemAdded","schemaVersion":1,"version":3,` +
+		`"data":{"productId":"sku-1"},"metadata":{"userId":"u-7","correlationId":"corr-1","causationId":"cmd-1","timestamp":"2026-11-23T10:00:00.123456Z"}}`
+	if string(b) != want {
+		t.Fatalf("envelope\n got %s\nwant %s", b, want)
+	}
+	back, err := es.DecodeEvent("s", 9, b)
+	if err != nil || back.Metadata.Timestamp.Nanosecond() != 123456000 || back.Sequence != 9 {
+		t.Fatalf("decode: %+v %v", back, err)
+	}
+	if id := es.NewEventID(); len(id) != 40 || !strings.HasPrefix(id, "evt-") || id[18] != '7' {
+		t.Fatalf("NewEventID() = %q, want evt- and a UUIDv7", id)
+	}
+}

@@ -1,0 +1,161 @@
+package es
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names of the wire contract.
+const (
+	CommandsStream  = "ORDERS_COMMANDS"
+	EventsStream    = "ORDERS_EVENTS"
+	SnapshotsStream = "ORDERS_SNAPSHOTS"
+	ResultsStream   = "ORDERS_RESULTS"
+)
+
+// PartitionsKey is the stream metadata key that records the partition count
+// the streams were created with.
+const PartitionsKey = "jetsource.partitions"
+
+// ErrPartitionMismatch means the streams were created with a different
+// partition count than this binary is configured for. Running anyway would
+// route commands and events of one order to different partitions.
+var ErrPartitionMismatch = errors.New("partition count mismatch")
+
+// Topology is what Setup creates. The partition count cannot change once the
+// streams exist.
+type Topology struct {
+	Partitions      int
+	Replicas        int
+	ResultsMaxAge   time.Duration
+	DuplicateWindow time.Duration
+}
+
+// Validate reports every problem at once.
+func (t Topology) Validate() error {
+	var errs []error
+	if t.Partitions < 1 || t.Partitions > 1024 {
+		errs = append(errs, fmt.Errorf("partitions is %d; it must be between 1 and 1024", t.Partitions))
+	}
+	if t.Replicas != 1 && t.Replicas != 3 && t.Replicas != 5 {
+		errs = append(errs, fmt.Errorf("replicas is %d; it must be 1, 3 or 5", t.Replicas))
+	}
+	if t.ResultsMaxAge < time.Minute {
+		errs = append(errs, fmt.Errorf("results max age is %s; it must be at least 1m", t.ResultsMaxAge))
+	}
+	if t.DuplicateWindow < 2*time.Minute {
+		errs = append(errs, fmt.Errorf("duplicate window is %s; it must be at least 2m", t.DuplicateWindow))
+	}
+	return errors.Join(errs...)
+}
+
+// StreamConfigs returns the four stream configurations of t.
+func (t Topology) StreamConfigs() []jetstream.StreamConfig {
+	meta := map[string]string{PartitionsKey: strconv.Itoa(t.Partitions)}
+	return []jetstream.StreamConfig{
+		{
+			Name:        CommandsStream,
+			Description: "Order commands, a work queue partitioned by order id.",
+			Subjects:    []string{commandsPrefix + "*.*"},
+			SubjectTransform: &jetstream.SubjectTransformConfig{
+				Source:      commandsPrefix + "*.*",
+				Destination: commandsPrefix + fmt.Sprintf("{{partition(%d,1)}}", t.Partitions) + ".{{wildcard(1)}}.{{wildcard(2)}}",
+			},
+			Retention:  jetstream.WorkQueuePolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   t.Replicas,
+			Duplicates: t.DuplicateWindow,
+			Metadata:   meta,
+		},
+		{
+			Name:               EventsStream,
+			Description:        "The order event store: one subject per order, immutable.",
+			Subjects:           []string{eventsPrefix + "*.*"},
+			Retention:          jetstream.LimitsPolicy,
+			Storage:            jetstream.FileStorage,
+			Replicas:           t.Replicas,
+			Duplicates:         t.DuplicateWindow,
+			MaxMsgs:            -1,
+			MaxBytes:           -1,
+			DenyDelete:         true,
+			DenyPurge:          true,
+			AllowDirect:        true,
+			AllowAtomicPublish: true,
+			Metadata:           meta,
+		},
+		{
+			Name:              SnapshotsStream,
+			Description:       "Latest snapshot per order; a cache, safe to delete.",
+			Subjects:          []string{snapshotsPrefix + "*"},
+			Storage:           jetstream.FileStorage,
+			Replicas:          t.Replicas,
+			MaxMsgsPerSubject: 1,
+			AllowDirect:       true,
+			Metadata:          meta,
+		},
+		{
+			Name:              ResultsStream,
+			Description:       "One outcome per command id.",
+			Subjects:          []string{resultsPrefix + ">"},
+			Storage:           jetstream.FileStorage,
+			Replicas:          t.Replicas,
+			MaxAge:            t.ResultsMaxAge,
+			MaxMsgsPerSubject: 1,
+			AllowDirect:       true,
+			Metadata:          meta,
+		},
+	}
+}
+
+// Setup creates the four streams or updates them to t. It refuses to touch
+// streams recorded with another partition count.
+func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("stream topology: %w", err)
+	}
+	if err := CheckPartitions(ctx, js, t.Partitions); err != nil {
+		return err
+	}
+	for _, cfg := range t.StreamConfigs() {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// CheckPartitions verifies that existing streams were created with the
+// given partition count. Missing streams pass: Setup creates them.
+func CheckPartitions(ctx context.Context, js jetstream.JetStream, partitions int) error {
+	for _, name := range []string{CommandsStream, EventsStream} {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("look up stream %s: %w", name, err)
+		}
+		recorded := s.CachedInfo().Config.Metadata[PartitionsKey]
+		if recorded != strconv.Itoa(partitions) {
+			return fmt.Errorf("%w: stream %s was created with %q partitions, this binary is configured for %d",
+				ErrPartitionMismatch, name, recorded, partitions)
+		}
+	}
+	return nil
+}
+
+// RequireStreams verifies that all four streams exist with the given
+// partition count; services that only read (projectors) use it.
+func RequireStreams(ctx context.Context, js jetstream.JetStream, partitions int) error {
+	for _, name := range []string{CommandsStream, EventsStream, SnapshotsStream, ResultsStream} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("look up stream %s: %w", name, err)
+		}
+	}
+	return CheckPartitions(ctx, js, partitions)
+}

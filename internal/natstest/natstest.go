@@ -1,0 +1,62 @@
+// Package natstest starts embedded NATS servers for tests.
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsserver"
+)
+
+// Partitions is the partition count tests use unless they need another.
+const Partitions = 16
+
+// Topology is the dev topology: R1, default limits.
+func Topology(partitions int) es.Topology {
+	return es.Topology{Partitions: partitions, Replicas: 1, ResultsMaxAge: time.Hour, DuplicateWindow: 2 * time.Minute}
+}
+
+// Server starts an embedded JetStream server that stops when the test ends.
+func Server(tb testing.TB) *natsserver.Server {
+	tb.Helper()
+	s, err := natsserver.Start(natsserver.Config{StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatalf("start nats: %v", err)
+	}
+	tb.Cleanup(s.Shutdown)
+	return s
+}
+
+// Connect opens a connection to s that closes when the test ends.
+func Connect(tb testing.TB, s *natsserver.Server) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		tb.Fatalf("connect to nats: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Streams starts a server, creates the JetStream streams with the given
+// partition count and returns a connection to it.
+func Streams(tb testing.TB, partitions int) (*natsserver.Server, *nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	s := Server(tb)
+	nc, js := Connect(tb, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := es.Setup(ctx, js, Topology(partitions)); err != nil {
+		tb.Fatalf("set up streams: %v", err)
+	}
+	return s, nc, js
+}

@@ -1,0 +1,107 @@
+package order
+
+// Status is where an order is in its lifecycle:
+// draft → submitted → paid → shipped → delivered, or canceled.
+type Status string
+
+// The statuses. The zero Status means the order does not exist.
+const (
+	StatusDraft     Status = "draft"
+	StatusSubmitted Status = "submitted"
+	StatusPaid      Status = "paid"
+	StatusShipped   Status = "shipped"
+	StatusDelivered Status = "delivered"
+	StatusCanceled  Status = "canceled"
+)
+
+// IsZero reports whether the order does not exist yet.
+func (s Status) IsZero() bool { return s == "" }
+
+// State is an order as its events made it. It is derived only by Evolve;
+// Decide reads it. Values are immutable: Evolve returns a new State and
+// never writes to the Items of the one it was given.
+type State struct {
+	ID             string `json:"id"`
+	CustomerID     string `json:"customerId,omitempty"`
+	Currency       string `json:"currency,omitempty"`
+	Status         Status `json:"status,omitempty"`
+	Items          []Item `json:"items,omitempty"`
+	TotalCents     int64  `json:"totalCents"`
+	PaymentID      string `json:"paymentId,omitempty"`
+	PaidCents      int64  `json:"paidCents,omitempty"`
+	PaymentMethod  string `json:"paymentMethod,omitempty"`
+	TrackingNumber string `json:"trackingNumber,omitempty"`
+	Carrier        string `json:"carrier,omitempty"`
+	CancelReason   string `json:"cancelReason,omitempty"`
+	// Version counts the events applied, from 1 with no gaps.
+	Version int64 `json:"version"`
+}
+
+// Item is one product line, in the order products were first added.
+type Item struct {
+	ProductID      string `json:"productId"`
+	Quantity       int64  `json:"quantity"`
+	UnitPriceCents int64  `json:"unitPriceCents"`
+}
+
+// New is the state of an order with no events.
+func New(id string) State { return State{ID: id} }
+
+// Exists reports whether the order has been created.
+func (s State) Exists() bool { return s.Version > 0 }
+
+func (s State) itemIndex(productID string) int {
+	for i, it := range s.Items {
+		if it.ProductID == productID {
+			return i
+		}
+	}
+	return -1
+}
+
+// Evolve applies one event. It is total: events were validated by Decide
+// before they were stored, so it neither checks nor fails.
+func Evolve(s State, e Event) State {
+	switch e := e.(type) {
+	case OrderCreated:
+		s.CustomerID, s.Currency, s.Status = e.CustomerID, e.Currency, StatusDraft
+	case ItemAdded:
+		items := make([]Item, len(s.Items), len(s.Items)+1)
+		copy(items, s.Items)
+		if i := s.itemIndex(e.ProductID); i >= 0 {
+			items[i].Quantity += e.Quantity
+		} else {
+			items = append(items, Item(e))
+		}
+		s.Items = items
+		s.TotalCents += e.Quantity * e.UnitPriceCents
+	case ItemRemoved:
+		if i := s.itemIndex(e.ProductID); i >= 0 {
+			removed := s.Items[i]
+			items := make([]Item, 0, len(s.Items)-1)
+			items = append(items, s.Items[:i]...)
+			s.Items = append(items, s.Items[i+1:]...)
+			s.TotalCents -= removed.Quantity * removed.UnitPriceCents
+		}
+	case OrderSubmitted:
+		s.Status = StatusSubmitted
+	case OrderPaid:
+		s.Status, s.PaymentID, s.PaidCents, s.PaymentMethod = StatusPaid, e.PaymentID, e.AmountCents, e.Method
+	case OrderShipped:
+		s.Status, s.TrackingNumber, s.Carrier = StatusShipped, e.TrackingNumber, e.Carrier
+	case OrderDelivered:
+		s.Status = StatusDelivered
+	case OrderCanceled:
+		s.Status, s.CancelReason = StatusCanceled, e.Reason
+	}
+	s.Version++
+	return s
+}
+
+// Fold applies events in order to s.
+func Fold(s State, events ...Event) State {
+	for _, e := range events {
+		s = Evolve(s, e)
+	}
+	return s
+}
