@@ -113,14 +113,14 @@ func TestDecideRules(t *testing.T) {
 		errText string
 	}{
 		{
-			name:  "create defaults the currency to USD",
-			when:  order.CreateOrder{CustomerID: "c"},
-			then:  []order.Event{order.OrderCreated{CustomerID: "c", Currency: "USD"}},
+			name: "create defaults the currency to USD",
+			when: order.CreateOrder{CustomerID: "c"},
+			then: []order.Event{order.OrderCreated{CustomerID: "c", Currency: "USD"}},
 		},
 		{
-			name:  "create keeps a given currency",
-			when:  order.CreateOrder{CustomerID: "c", Currency: "EUR"},
-			then:  []order.Event{order.OrderCreated{CustomerID: "c", Currency: "EUR"}},
+			name: "create keeps a given currency",
+			when: order.CreateOrder{CustomerID: "c", Currency: "EUR"},
+			then: []order.Event{order.OrderCreated{CustomerID: "c", Currency: "EUR"}},
 		},
 		{
 			name: "create with items emits one event per item, merging a repeated product",
