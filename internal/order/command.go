@@ -140,7 +140,51 @@ func decode[T Command](data []byte) (Command, error) {
 	if err := decodeStrict(data, &c); err != nil {
 		return nil, err
 	}
+	if err := requirePresent(data, c); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// required lists the fields a sender must write, because their zero value
+// is valid too (a free item, a zero amount) and so absence would pass
+// unnoticed.
+func required(c Command) []string {
+	switch c.(type) {
+	case AddItem:
+		return []string{"quantity", "unitPriceCents"}
+	case PayOrder:
+		return []string{"amountCents"}
+	}
+	return nil
+}
+
+// requirePresent checks the fields of required(c), and of every item of a
+// CreateOrder, are present in the JSON. data already decoded strictly.
+func requirePresent(data []byte, c Command) error {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
+		return nil // empty or null data: no fields, and validate reports them
+	}
+	for _, f := range required(c) {
+		if v, ok := fields[f]; !ok || string(v) == "null" {
+			return fieldErr(f, "is required")
+		}
+	}
+	if _, ok := c.(CreateOrder); ok && fields["items"] != nil {
+		var items []map[string]json.RawMessage
+		if err := json.Unmarshal(fields["items"], &items); err != nil {
+			return fieldErr("items", "must be an array of objects")
+		}
+		for i, it := range items {
+			for _, f := range required(AddItem{}) {
+				if v, ok := it[f]; !ok || string(v) == "null" {
+					return fieldErr(fmt.Sprintf("items[%d].%s", i, f), "is required")
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func decodeStrict(data []byte, v any) error {

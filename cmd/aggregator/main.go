@@ -1,0 +1,132 @@
+// Command aggregator is JetSource's command side: it consumes the command
+// partitions, decides, appends events and publishes one result per command.
+// Configuration comes from the environment; see Config.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsconn"
+)
+
+// Config is the aggregator's environment.
+type Config struct {
+	natsconn.Config
+
+	Partitions      int           `envconfig:"JETSOURCE_PARTITIONS" default:"16"`
+	Replicas        int           `envconfig:"JETSOURCE_REPLICAS" default:"1"`
+	ResultsMaxAge   time.Duration `envconfig:"JETSOURCE_RESULTS_MAX_AGE" default:"24h"`
+	DuplicateWindow time.Duration `envconfig:"JETSOURCE_DUPLICATE_WINDOW" default:"2m"`
+
+	CacheSize     int           `envconfig:"AGGREGATOR_CACHE_SIZE" default:"10000"`
+	SnapshotEvery int64         `envconfig:"AGGREGATOR_SNAPSHOT_EVERY" default:"100"`
+	MaxRetries    int           `envconfig:"AGGREGATOR_MAX_RETRIES" default:"5"`
+	AckWait       time.Duration `envconfig:"AGGREGATOR_ACK_WAIT" default:"30s"`
+	DrainTimeout  time.Duration `envconfig:"AGGREGATOR_DRAIN_TIMEOUT" default:"10s"`
+
+	LogLevel slog.Level `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate(), c.topology().Validate(), c.service().Validate()}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("AGGREGATOR_DRAIN_TIMEOUT is %s; it must be positive", c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) topology() es.Topology {
+	return es.Topology{Partitions: c.Partitions, Replicas: c.Replicas, ResultsMaxAge: c.ResultsMaxAge, DuplicateWindow: c.DuplicateWindow}
+}
+
+func (c Config) service() aggregator.Config {
+	return aggregator.Config{
+		Partitions:    c.Partitions,
+		MaxRetries:    c.MaxRetries,
+		CacheSize:     c.CacheSize,
+		SnapshotEvery: c.SnapshotEvery,
+		AckWait:       c.AckWait,
+		MaxAckPending: 1000,
+		DrainTimeout:  c.DrainTimeout,
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg Config
+	if err := envconfig.Process("", &cfg); err != nil {
+		return fmt.Errorf("read configuration: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	nc, err := natsconn.Connect(cfg.Config, "jetsource-aggregator", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if err := setupStreams(ctx, js, cfg.topology(), log); err != nil {
+		return err
+	}
+
+	svcCfg := cfg.service()
+	svcCfg.Logger = log
+	svc, err := aggregator.New(js, svcCfg)
+	if err != nil {
+		return err
+	}
+	log.Info("aggregator started", "nats", nc.ConnectedUrlRedacted(), "partitions", cfg.Partitions)
+	err = svc.Run(ctx)
+	log.Info("aggregator stopped", "error", err)
+	if err := nc.Drain(); err != nil {
+		log.Warn("drain nats connection", "error", err)
+	}
+	return err
+}
+
+// setupStreams creates or updates the streams, retrying while NATS is not
+// reachable yet (as in a pod that starts before the NATS cluster), but not
+// on a partition mismatch, which waiting cannot fix.
+func setupStreams(ctx context.Context, js jetstream.JetStream, t es.Topology, log *slog.Logger) error {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := es.Setup(attempt, js, t)
+		cancel()
+		if err == nil || errors.Is(err, es.ErrPartitionMismatch) {
+			return err
+		}
+		log.Warn("stream setup failed; retrying", "error", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set up streams: %w", err)
+		case <-time.After(wait):
+		}
+	}
+}

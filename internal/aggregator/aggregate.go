@@ -1,0 +1,70 @@
+package aggregator
+
+import (
+	"fmt"
+	"maps"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/order"
+)
+
+// snapshotSchema versions the JSON encoding of aggregate in snapshots.
+// Bump it whenever aggregate or order.State changes shape.
+const snapshotSchema = 1
+
+// aggregate is what the aggregator folds an order's events into: the
+// domain state, plus the ids of the commands that produced events, which
+// make a redelivered or re-sent command idempotent after the results
+// stream has forgotten it.
+type aggregate struct {
+	Order    order.State         `json:"order"`
+	Commands map[string]struct{} `json:"commands,omitempty"`
+}
+
+func (a aggregate) handled(commandID string) bool {
+	_, ok := a.Commands[commandID]
+	return ok
+}
+
+// fold builds aggregates while loading. The state being loaded is owned by
+// the loader alone, so applying mutates its Commands set in place instead
+// of copying it per event.
+func fold() es.Fold[aggregate] {
+	return es.Fold[aggregate]{
+		Zero: func(id string) aggregate { return aggregate{Order: order.New(id)} },
+		Apply: func(a aggregate, e es.Event) (aggregate, error) {
+			ev, err := decodeOrderEvent(e)
+			if err != nil {
+				return a, err
+			}
+			a.Order = order.Evolve(a.Order, ev)
+			if id := e.Metadata.CausationID; id != "" {
+				if a.Commands == nil {
+					a.Commands = make(map[string]struct{})
+				}
+				a.Commands[id] = struct{}{}
+			}
+			return a, nil
+		},
+	}
+}
+
+// decodeOrderEvent reads an envelope the store has already upcast.
+func decodeOrderEvent(e es.Event) (order.Event, error) {
+	if e.SchemaVersion != order.SchemaVersion {
+		return nil, fmt.Errorf("event %s has schema version %d; this build reads %d (register an upcaster)", e.ID, e.SchemaVersion, order.SchemaVersion)
+	}
+	return order.ParseEvent(e.Type, e.Data)
+}
+
+// next is the aggregate after a command's events. Unlike fold, it must not
+// touch a's Commands set: a is shared with the cache until the append
+// succeeds.
+func (a aggregate) next(commandID string, events []order.Event) aggregate {
+	n := aggregate{Order: order.Fold(a.Order, events...), Commands: maps.Clone(a.Commands)}
+	if n.Commands == nil {
+		n.Commands = make(map[string]struct{}, 1)
+	}
+	n.Commands[commandID] = struct{}{}
+	return n
+}

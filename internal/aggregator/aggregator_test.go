@@ -1,0 +1,329 @@
+package aggregator_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/order"
+)
+
+func TestOrderLifecycleOnTheWire(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	id := newID("ord")
+	meta := map[string]any{"userId": "u-7", "correlationId": "corr-1"}
+	steps := []cmd{
+		{Type: "CreateOrder", Data: map[string]any{"customerId": "cust-1", "currency": "EUR"}},
+		{Type: "AddItem", Data: map[string]any{"productId": "sku-1", "quantity": 2, "unitPriceCents": 1999}},
+		{Type: "AddItem", Data: map[string]any{"productId": "sku-2", "quantity": 1, "unitPriceCents": 500}},
+		{Type: "AddItem", Data: map[string]any{"productId": "sku-1", "quantity": 1, "unitPriceCents": 1999}},
+		{Type: "RemoveItem", Data: map[string]any{"productId": "sku-2"}},
+		{Type: "SubmitOrder"},
+		{Type: "PayOrder", Data: map[string]any{"paymentId": "pay-1", "amountCents": 5997, "method": "card"}},
+		{Type: "ShipOrder", Data: map[string]any{"trackingNumber": "1Z999", "carrier": "UPS"}},
+		{Type: "DeliverOrder"},
+	}
+	var results []es.Result
+	for i, c := range steps {
+		c.ID, c.OrderID, c.Metadata = newID("cmd"), id, meta
+		r := accepted(t, h.send(c))
+		if r.CommandID != c.ID || r.OrderID != id || r.Version != int64(i+1) || len(r.EventIDs) != 1 || r.StreamSequence == 0 {
+			t.Fatalf("result of %s: %+v", c.Type, r)
+		}
+		results = append(results, r)
+	}
+
+	events := h.events(id)
+	wantTypes := []string{"OrderCreated", "ItemAdded", "ItemAdded", "ItemAdded", "ItemRemoved", "OrderSubmitted", "OrderPaid", "OrderShipped", "OrderDelivered"}
+	if len(events) != len(wantTypes) {
+		t.Fatalf("%d events stored, want %d", len(events), len(wantTypes))
+	}
+	for i, e := range events {
+		r := results[i]
+		if e.Type != wantTypes[i] || e.Version != int64(i+1) || e.ID != r.EventIDs[0] || e.Sequence != r.StreamSequence ||
+			e.AggregateType != "order" || e.AggregateID != id || e.SchemaVersion != 1 ||
+			e.Metadata.CausationID != r.CommandID || e.Metadata.UserID != "u-7" || e.Metadata.CorrelationID != "corr-1" ||
+			time.Since(e.Metadata.Timestamp.Time) > time.Minute {
+			t.Fatalf("event %d: %+v for result %+v", i, e, r)
+		}
+	}
+	if got := string(events[5].Data); got != `{"totalCents":5997,"itemCount":1}` {
+		t.Fatalf("OrderSubmitted data = %s", got)
+	}
+
+	// Headers let subscribers route without decoding bodies.
+	stream, err := h.js.Stream(context.Background(), es.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetMsg(context.Background(), events[1].Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(jetstream.MsgIDHeader) != events[1].ID || m.Header.Get("Event-Type") != "ItemAdded" || m.Header.Get("Aggregate-Version") != "2" {
+		t.Fatalf("event headers: %v", m.Header)
+	}
+	if m.Subject != es.EventSubject(id, 16) {
+		t.Fatalf("event stored on %s", m.Subject)
+	}
+	if n := h.pendingCommands(); n != 0 {
+		t.Fatalf("%d commands left unacknowledged", n)
+	}
+}
+
+func TestCreateOrderWithItemsIsOneAtomicAppend(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	id := newID("ord")
+	var items []map[string]any
+	for i := range 50 {
+		items = append(items, map[string]any{"productId": fmt.Sprintf("sku-%d", i), "quantity": 1, "unitPriceCents": 100})
+	}
+	r := accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c", "items": items}}))
+	if r.Version != 51 || len(r.EventIDs) != 51 {
+		t.Fatalf("result %+v, want version 51 with 51 events", r)
+	}
+	events := h.events(id)
+	if len(events) != 51 || events[50].Sequence != r.StreamSequence || events[0].Type != "OrderCreated" {
+		t.Fatalf("stored %d events", len(events))
+	}
+}
+
+func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	existing := newID("ord")
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: existing, Data: map[string]any{"customerId": "c"}}))
+	before := h.totalEvents()
+
+	good := func(mut func(m map[string]any)) []byte {
+		m := map[string]any{"id": "ID", "type": "AddItem", "orderId": existing,
+			"data": map[string]any{"productId": "sku-1", "quantity": 1, "unitPriceCents": 100}}
+		mut(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	tests := []struct {
+		name    string
+		subject string
+		body    func(id string) []byte
+		noID    bool
+		code    string
+		mention string
+	}{
+		{name: "malformed JSON", body: func(id string) []byte { return []byte(`{"id":"` + id + `","type":"AddItem",`) }, code: es.CodeInvalidCommand, mention: "envelope"},
+		{name: "JSON array", body: func(string) []byte { return []byte(`[1,2,3]`) }, code: es.CodeInvalidCommand},
+		{name: "empty body", body: func(string) []byte { return nil }, code: es.CodeInvalidCommand},
+		{name: "invalid UTF-8", body: func(id string) []byte {
+			return append([]byte(`{"id":"`+id+`","type":"AddItem","orderId":"`+existing+`","data":{"productId":"`), 0xff, 0xfe, '"', '}', '}')
+		}, code: es.CodeInvalidCommand, mention: "UTF-8"},
+		{name: "oversize body", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["metadata"] = map[string]any{"userId": strings.Repeat("x", 70_000)} })
+		}, code: es.CodeInvalidCommand, mention: "limit is 65536"},
+		{name: "unknown command", subject: es.CommandSubject(existing, "Refund"), body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["type"] = "Refund" })
+		}, code: es.CodeUnknownCommand, mention: "Refund"},
+		{name: "subject type differs from body", subject: es.CommandSubject(existing, "RemoveItem"), body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id })
+		}, code: es.CodeInvalidCommand, mention: "does not match"},
+		{name: "subject order differs from body", subject: es.CommandSubject("someone-else", "AddItem"), body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id })
+		}, code: es.CodeInvalidCommand, mention: "does not match"},
+		{name: "order id with a space", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = "ord 1" })
+		}, code: es.CodeInvalidCommand, mention: "orderId"},
+		{name: "order id with a wildcard", subject: es.CommandSubject("ord-x", "AddItem"), body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = "ord-*" })
+		}, code: es.CodeInvalidCommand, mention: "orderId"},
+		{name: "product id with a dot", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a.b", "quantity": 1, "unitPriceCents": 1} })
+		}, code: es.CodeInvalidCommand, mention: "productId"},
+		{name: "missing field", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a", "quantity": 1} })
+		}, code: es.CodeInvalidCommand},
+		{name: "wrong type", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a", "quantity": "2", "unitPriceCents": 1} })
+		}, code: es.CodeInvalidCommand, mention: "quantity"},
+		{name: "unknown envelope field", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["expectedVersion"] = 3 })
+		}, code: es.CodeInvalidCommand, mention: "expectedVersion"},
+		{name: "header id differs from body id", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id + "-other" })
+		}, code: es.CodeInvalidCommand, mention: "Nats-Msg-Id"},
+		{name: "command id with a dot and no header", noID: true, body: func(string) []byte {
+			return good(func(m map[string]any) { m["id"] = "cmd.1" })
+		}, code: es.CodeInvalidCommand, mention: "id"},
+		{name: "no command id at all", noID: true, body: func(string) []byte {
+			return good(func(m map[string]any) { delete(m, "id") })
+		}, code: es.CodeInvalidCommand, mention: "id: is required"},
+		{name: "command on a missing order", subject: es.CommandSubject("no-such-order", "AddItem"), body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = "no-such-order" })
+		}, code: es.CodeNotFound},
+		{name: "command in the wrong state", subject: es.CommandSubject(existing, "PayOrder"), body: func(id string) []byte {
+			return good(func(m map[string]any) {
+				m["id"] = id
+				m["type"] = "PayOrder"
+				m["data"] = map[string]any{"paymentId": "p", "amountCents": 0, "method": "card"}
+			})
+		}, code: es.CodeInvalidState, mention: "cannot pay a draft order"},
+		{name: "create an existing order", subject: es.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["type"] = "CreateOrder"; m["data"] = map[string]any{"customerId": "c"} })
+		}, code: es.CodeAlreadyExists},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := newID("bad")
+			subject := tt.subject
+			if subject == "" {
+				subject = es.CommandSubject(existing, "AddItem")
+			}
+			msgID := id
+			if tt.noID {
+				msgID = ""
+			}
+			r := h.sendRaw(subject, msgID, tt.body(id))
+			rejectedWith(t, r, tt.code)
+			if !strings.Contains(r.Error.Message, tt.mention) {
+				t.Fatalf("message %q does not mention %q", r.Error.Message, tt.mention)
+			}
+		})
+	}
+	if after := h.totalEvents(); after != before {
+		t.Fatalf("bad input appended %d events", after-before)
+	}
+	if n := h.pendingCommands(); n != 0 {
+		t.Fatalf("%d rejected commands were not acknowledged", n)
+	}
+	// The order still takes good commands.
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: existing, Data: map[string]any{"productId": "sku-1", "quantity": 1, "unitPriceCents": 1}}))
+}
+
+func TestResendingACommandReturnsItsFirstOutcome(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	id := newID("ord")
+	create := cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}
+	first := accepted(t, h.send(create))
+	rejectedCmd := cmd{ID: newID("cmd"), Type: "SubmitOrder", OrderID: id}
+	firstRejection := h.send(rejectedCmd)
+	rejectedWith(t, firstRejection, es.CodeInvalidState)
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: id, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 1}}))
+	stored := h.totalEvents()
+
+	resend := func(c cmd) es.Result {
+		// Without Nats-Msg-Id JetStream cannot deduplicate it, as after the
+		// duplicate window: the aggregator must.
+		body, _ := json.Marshal(c)
+		h.publish(es.CommandSubject(c.OrderID, c.Type), "", body)
+		time.Sleep(200 * time.Millisecond)
+		return h.waitResult(es.ResultSubject(c.ID))
+	}
+	if again := resend(create); again.Status != es.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] {
+		t.Fatalf("re-sent create: %+v, first %+v", again, first)
+	}
+	// The rejected SubmitOrder would now be accepted; its first outcome stands.
+	rejectedWith(t, resend(rejectedCmd), es.CodeInvalidState)
+
+	// After a restart (cold cache) and after the results stream forgot it,
+	// the causation ids of the stored events prove the command was applied.
+	h.stop()
+	resultsStream, err := h.js.Stream(context.Background(), es.ResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resultsStream.Purge(context.Background(), jetstream.WithPurgeSubject(es.ResultSubject(create.ID))); err != nil {
+		t.Fatal(err)
+	}
+	h.stop = h.run(aggregator.Config{})
+	if again := resend(create); again.Status != es.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] || again.Version != 1 {
+		t.Fatalf("re-sent create after restart and expiry: %+v, first %+v", again, first)
+	}
+	if h.totalEvents() != stored {
+		t.Fatalf("re-sent commands appended %d events", h.totalEvents()-stored)
+	}
+}
+
+func TestCommandsOfOneOrderApplyInPublishOrder(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	id := newID("ord")
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}))
+	const n = 200
+	var last string
+	for i := range n {
+		last = newID("cmd")
+		body, _ := json.Marshal(cmd{ID: last, Type: "AddItem", OrderID: id, Data: map[string]any{"productId": fmt.Sprintf("p-%03d", i), "quantity": 1, "unitPriceCents": 1}})
+		h.publish(es.CommandSubject(id, "AddItem"), last, body)
+	}
+	r := accepted(t, h.waitResult(es.ResultSubject(last)))
+	if r.Version != n+1 {
+		t.Fatalf("last command at version %d, want %d", r.Version, n+1)
+	}
+	for i, e := range h.events(id)[1:] {
+		var d order.ItemAdded
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("p-%03d", i); d.ProductID != want {
+			t.Fatalf("event %d adds %s, want %s: commands applied out of order", i+2, d.ProductID, want)
+		}
+	}
+}
+
+func TestForeignAppendIsSeenBeforeDeciding(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	id := newID("ord")
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}))
+	// Another writer appends behind the aggregator's cached state (as a
+	// previous owner of the partition could during a handover).
+	foreignAppend := func(version int64, data string) {
+		evs := h.events(id)
+		e := es.Event{ID: es.NewEventID(), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: version,
+			Data: json.RawMessage(data), Metadata: es.Metadata{CausationID: "foreign", Timestamp: es.Time{Time: time.Now()}}}
+		if _, err := h.store.Append(context.Background(), id, evs[len(evs)-1].Sequence, []es.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// An accepted command conflicts, reloads and lands after it.
+	foreignAppend(2, `{"productId":"x","quantity":1,"unitPriceCents":7}`)
+	r := accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: id, Data: map[string]any{"productId": "y", "quantity": 1, "unitPriceCents": 3}}))
+	if r.Version != 3 {
+		t.Fatalf("add after a foreign append landed at version %d, want 3", r.Version)
+	}
+	// A rejection is never decided on a stale cache: RemoveItem of the
+	// foreign product would be rejected on the cached state.
+	foreignAppend(4, `{"productId":"z","quantity":1,"unitPriceCents":5}`)
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "RemoveItem", OrderID: id, Data: map[string]any{"productId": "z"}}))
+	r = accepted(t, h.send(cmd{ID: newID("cmd"), Type: "SubmitOrder", OrderID: id}))
+	var submitted order.OrderSubmitted
+	if err := json.Unmarshal(h.events(id)[r.Version-1].Data, &submitted); err != nil || submitted.TotalCents != 10 || submitted.ItemCount != 2 {
+		t.Fatalf("submitted %+v (%v), want total 10 over 2 items", submitted, err)
+	}
+}
+
+func TestShutdownDrainsAndRestartResumes(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	id := newID("ord")
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}))
+	h.stop()
+	var ids []string
+	for i := range 20 {
+		c := cmd{ID: newID("cmd"), Type: "AddItem", OrderID: id, Data: map[string]any{"productId": fmt.Sprintf("p%d", i), "quantity": 1, "unitPriceCents": 1}}
+		body, _ := json.Marshal(c)
+		h.publish(es.CommandSubject(id, "AddItem"), c.ID, body)
+		ids = append(ids, c.ID)
+	}
+	if _, err := h.lookup(es.ResultSubject(ids[0]), 300*time.Millisecond); err == nil {
+		t.Fatal("a stopped aggregator produced a result")
+	}
+	h.stop = h.run(aggregator.Config{})
+	for i, cid := range ids {
+		if r := accepted(t, h.waitResult(es.ResultSubject(cid))); r.Version != int64(i+2) {
+			t.Fatalf("command %d at version %d", i, r.Version)
+		}
+	}
+}

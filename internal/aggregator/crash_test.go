@@ -1,0 +1,87 @@
+package aggregator_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
+)
+
+// TestCrashBetweenAppendAndAckDuplicatesNothing kills the aggregator's
+// connection right after its events are stored, before the result is
+// published and the command acknowledged, as a process crash would; a
+// fresh aggregator then gets the command again.
+func TestCrashBetweenAppendAndAckDuplicatesNothing(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	h.stop()
+	orderID := newID("ord")
+	create := cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: orderID, Data: map[string]any{"customerId": "c",
+		"items": []map[string]any{{"productId": "a", "quantity": 1, "unitPriceCents": 5}, {"productId": "b", "quantity": 2, "unitPriceCents": 5}}}}
+
+	nc, err := nats.Connect(h.nc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	crashed := make(chan struct{})
+	stopDoomed := h.runOn(js, aggregator.Config{}, func(point, commandID string) {
+		if point == "appended" && commandID == create.ID {
+			nc.Close()
+			close(crashed)
+		}
+	})
+	body, _ := json.Marshal(create)
+	h.publish(es.CommandSubject(orderID, create.Type), create.ID, body)
+	select {
+	case <-crashed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command was never appended")
+	}
+	stopDoomed()
+	if _, err := h.lookup(es.ResultSubject(create.ID), 200*time.Millisecond); err == nil {
+		t.Fatal("the crashed aggregator published a result")
+	}
+	stored := h.events(orderID)
+	if len(stored) != 3 {
+		t.Fatalf("%d events stored before the crash, want 3", len(stored))
+	}
+
+	h.stop = h.run(aggregator.Config{})
+	r := accepted(t, h.waitResult(es.ResultSubject(create.ID)))
+	if r.Version != 3 || r.StreamSequence != stored[2].Sequence || fmt.Sprint(r.EventIDs) != fmt.Sprint([]string{stored[0].ID, stored[1].ID, stored[2].ID}) {
+		t.Fatalf("result after restart %+v does not describe the stored events", r)
+	}
+	if after := h.events(orderID); len(after) != 3 {
+		t.Fatalf("restart appended again: %d events", len(after))
+	}
+	if n := h.pendingCommands(); n != 0 {
+		t.Fatalf("%d commands unacknowledged after restart", n)
+	}
+}
+
+// TestPanickingCommandIsRejectedAndThePartitionGoesOn proves a poison
+// command cannot block the commands behind it.
+func TestPanickingCommandIsRejectedAndThePartitionGoesOn(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	h.stop()
+	orderID := newID("ord")
+	poison := newID("poison")
+	h.stop = h.runOn(h.js, aggregator.Config{}, func(point, commandID string) {
+		if point == "decide" && commandID == poison {
+			panic("boom")
+		}
+	})
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: orderID, Data: map[string]any{"customerId": "c"}}))
+	bad := h.send(cmd{ID: poison, Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 1}})
+	rejectedWith(t, bad, es.CodeInternal)
+	r := accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "b", "quantity": 1, "unitPriceCents": 1}}))
+	if r.Version != 2 {
+		t.Fatalf("command after the poison at version %d", r.Version)
+	}
+}

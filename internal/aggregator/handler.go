@@ -1,0 +1,235 @@
+package aggregator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/order"
+)
+
+// handler turns one stored command message into its outcome.
+type handler struct {
+	store      *es.Store
+	repo       *es.Repository[aggregate]
+	maxRetries int
+	now        func() time.Time
+	log        *slog.Logger
+	obs        Observer
+	// hook, if set, is called at named points of handling; tests use it to
+	// inject crashes and panics where production code has no seam.
+	hook func(point, commandID string)
+}
+
+func (h *handler) at(point, commandID string) {
+	if h.hook != nil {
+		h.hook(point, commandID)
+	}
+}
+
+// outcome is a command's result and where to publish it.
+type outcome struct {
+	subject string
+	result  es.Result
+	// replayed is set when the result was established earlier (a redelivery
+	// or a re-sent command id).
+	replayed bool
+}
+
+// handle establishes the outcome of a stored command message. An error means
+// it could not (the event store is unreachable, say): the message must not
+// be acknowledged, and handling it again later is safe. A panic while
+// handling becomes an internal rejection, so a poison message cannot block
+// its partition.
+func (h *handler) handle(ctx context.Context, subject string, header map[string][]string, body []byte, sequence uint64) (out outcome, err error) {
+	in := parse(subject, header, body, sequence)
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("command handler panicked", "command_id", in.commandID, "order_id", in.env.OrderID,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			out, err = rejected(in, fmt.Errorf("%w: the command crashed the handler", errInternal)), nil
+		}
+	}()
+	if in.commandID != "" {
+		prior, found, err := h.store.LookupResult(ctx, in.commandID)
+		if err != nil {
+			return outcome{}, err
+		}
+		if found {
+			return outcome{subject: in.resultSubject, result: prior, replayed: true}, nil
+		}
+	}
+	if in.err != nil {
+		return rejected(in, in.err), nil
+	}
+	return h.execute(ctx, in)
+}
+
+// execute loads, decides and appends, retrying on conflicts.
+func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
+	orderID := in.env.OrderID
+	l, hit, err := h.repo.Load(ctx, orderID)
+	if err != nil {
+		return outcome{}, fmt.Errorf("load order %s: %w", orderID, err)
+	}
+	h.obs.CacheLookup(hit)
+	// verified is set once l is known to include every acknowledged event:
+	// an append succeeding on it proves that, and a rejection, which appends
+	// nothing, must check it first.
+	verified := false
+	for attempt := 0; ; attempt++ {
+		if l.State.handled(in.commandID) {
+			return h.replayAccepted(ctx, in)
+		}
+		h.at("decide", in.commandID)
+		decided, err := order.Decide(l.State.Order, in.cmd)
+		if err != nil {
+			if verified {
+				return rejected(in, err), nil
+			}
+			last, lerr := h.store.LastSequence(ctx, orderID)
+			if lerr != nil {
+				return outcome{}, lerr
+			}
+			verified = true
+			if last == l.Sequence {
+				return rejected(in, err), nil
+			}
+			if l, err = h.repo.Reload(ctx, orderID); err != nil {
+				return outcome{}, fmt.Errorf("reload order %s: %w", orderID, err)
+			}
+			continue
+		}
+		events, err := h.envelopes(in, l, decided)
+		if err != nil {
+			return outcome{}, err
+		}
+		started := time.Now()
+		appended, err := h.repo.Append(ctx, orderID, l, events, l.State.next(in.commandID, decided))
+		h.obs.Append(time.Since(started), err)
+		if err == nil {
+			h.at("appended", in.commandID)
+			if appended.SnapshotErr != nil {
+				h.log.Warn("snapshot failed", "order_id", orderID, "error", appended.SnapshotErr)
+			}
+			return accepted(in, events, appended.Sequence), nil
+		}
+		if !errors.Is(err, es.ErrConflict) && !errors.Is(err, es.ErrUnknownOutcome) {
+			return outcome{}, err
+		}
+		// Another writer won, or the append may have been stored: reload what
+		// the stream leader has and decide again. If our events made it, the
+		// reloaded state says so.
+		if attempt >= h.maxRetries {
+			return rejected(in, fmt.Errorf("%w: gave up after %d attempts: %v", errConflict, attempt+1, err)), nil
+		}
+		h.obs.Retry()
+		if l, err = h.repo.Reload(ctx, orderID); err != nil {
+			return outcome{}, fmt.Errorf("reload order %s: %w", orderID, err)
+		}
+		verified = true
+	}
+}
+
+func (h *handler) envelopes(in incoming, l es.Loaded[aggregate], decided []order.Event) ([]es.Event, error) {
+	now := es.Time{Time: h.now()}
+	events := make([]es.Event, len(decided))
+	for i, d := range decided {
+		data, err := json.Marshal(d)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", d.EventType(), err)
+		}
+		events[i] = es.Event{
+			ID:            es.NewEventID(),
+			AggregateType: order.AggregateType,
+			AggregateID:   in.env.OrderID,
+			Type:          d.EventType(),
+			SchemaVersion: order.SchemaVersion,
+			Version:       l.Version + int64(i) + 1,
+			Data:          data,
+			Metadata: es.Metadata{
+				UserID:        in.env.Metadata.UserID,
+				CorrelationID: in.env.Metadata.CorrelationID,
+				CausationID:   in.commandID,
+				Timestamp:     now,
+			},
+		}
+	}
+	return events, nil
+}
+
+// replayAccepted rebuilds the accepted result of a command whose events are
+// already stored, from those events: their causation id is the proof.
+func (h *handler) replayAccepted(ctx context.Context, in incoming) (outcome, error) {
+	all, err := h.store.Read(ctx, in.env.OrderID, 0)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read events of order %s: %w", in.env.OrderID, err)
+	}
+	var own []es.Event
+	for _, e := range all {
+		if e.Metadata.CausationID == in.commandID {
+			own = append(own, e)
+		}
+	}
+	if len(own) == 0 {
+		return outcome{}, fmt.Errorf("order %s records command %s but its events are not readable yet", in.env.OrderID, in.commandID)
+	}
+	out := accepted(in, own, own[len(own)-1].Sequence)
+	out.replayed = true
+	return out, nil
+}
+
+func accepted(in incoming, events []es.Event, sequence uint64) outcome {
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	return outcome{subject: in.resultSubject, result: es.Result{
+		CommandID:      in.commandID,
+		OrderID:        in.env.OrderID,
+		Status:         es.StatusAccepted,
+		Version:        events[len(events)-1].Version,
+		EventIDs:       ids,
+		StreamSequence: sequence,
+	}}
+}
+
+func rejected(in incoming, err error) outcome {
+	return outcome{subject: in.resultSubject, result: es.Result{
+		CommandID: in.commandID,
+		OrderID:   in.env.OrderID,
+		Status:    es.StatusRejected,
+		Error:     &es.ResultError{Code: ErrorCode(err), Message: err.Error()},
+	}}
+}
+
+var (
+	errConflict = errors.New("conflict")
+	errInternal = errors.New("internal error")
+)
+
+// ErrorCode maps an error to its wire code (DESIGN section 4). It is the
+// only place domain errors meet the wire.
+func ErrorCode(err error) string {
+	switch {
+	case errors.Is(err, order.ErrInvalidCommand):
+		return es.CodeInvalidCommand
+	case errors.Is(err, order.ErrUnknownCommand):
+		return es.CodeUnknownCommand
+	case errors.Is(err, order.ErrNotFound):
+		return es.CodeNotFound
+	case errors.Is(err, order.ErrAlreadyExists):
+		return es.CodeAlreadyExists
+	case errors.Is(err, order.ErrInvalidState):
+		return es.CodeInvalidState
+	case errors.Is(err, errConflict):
+		return es.CodeConflict
+	default:
+		return es.CodeInternal
+	}
+}

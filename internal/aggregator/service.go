@@ -1,0 +1,278 @@
+// Package aggregator is the command side of JetSource: it consumes the
+// command partitions, decides with the order domain, appends the events and
+// publishes one result per command.
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/es"
+)
+
+// Config tunes a Service. Zero fields take the defaults in setDefaults.
+type Config struct {
+	// Partitions is the partition count the streams were created with.
+	Partitions int
+	// MaxRetries bounds reloads after conflicts for one command before it
+	// is rejected with "conflict".
+	MaxRetries int
+	// CacheSize is how many orders stay in memory.
+	CacheSize int
+	// SnapshotEvery takes a snapshot every this many events of an order.
+	SnapshotEvery int64
+	// AckWait is how long JetStream waits for an acknowledgement before it
+	// redelivers a command.
+	AckWait time.Duration
+	// MaxAckPending bounds the commands of one partition in flight to the
+	// aggregator; they are still handled one at a time.
+	MaxAckPending int
+	// DrainTimeout bounds finishing the command in hand at shutdown.
+	DrainTimeout time.Duration
+	// Logger receives structured logs; slog.Default() if nil.
+	Logger *slog.Logger
+	// Observer receives metrics; none if nil.
+	Observer Observer
+	// Now stamps events; time.Now if nil.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Partitions == 0 {
+		c.Partitions = 16
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = 10_000
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 100
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("partitions is %d; it must be at least 1", c.Partitions))
+	}
+	if c.MaxRetries < 0 {
+		errs = append(errs, fmt.Errorf("max retries is %d; it must not be negative", c.MaxRetries))
+	}
+	if c.CacheSize < 0 {
+		errs = append(errs, fmt.Errorf("cache size is %d; it must not be negative", c.CacheSize))
+	}
+	if c.SnapshotEvery < 0 {
+		errs = append(errs, fmt.Errorf("snapshot interval is %d; it must not be negative", c.SnapshotEvery))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("ack wait is %s; it must be at least 1s", c.AckWait))
+	}
+	if c.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("max ack pending is %d; it must be at least 1", c.MaxAckPending))
+	}
+	return errors.Join(errs...)
+}
+
+// Service handles the commands of the partitions it runs.
+type Service struct {
+	js      jetstream.JetStream
+	store   *es.Store
+	repo    *es.Repository[aggregate]
+	cfg     Config
+	handler *handler
+}
+
+// New returns a service over existing streams (see es.Setup).
+func New(js jetstream.JetStream, cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("aggregator config: %w", err)
+	}
+	store := es.NewStore(js, cfg.Partitions, nil)
+	repo := es.NewRepository(store, fold(), es.RepositoryConfig{
+		CacheSize:      cfg.CacheSize,
+		SnapshotEvery:  cfg.SnapshotEvery,
+		SnapshotSchema: snapshotSchema,
+		Now:            cfg.Now,
+	})
+	return &Service{
+		js:    js,
+		store: store,
+		repo:  repo,
+		cfg:   cfg,
+		handler: &handler{store: store, repo: repo, maxRetries: cfg.MaxRetries, now: cfg.Now,
+			log: cfg.Logger, obs: cfg.Observer},
+	}, nil
+}
+
+// Run handles every partition until ctx is canceled, then drains: it stops
+// fetching, finishes the command in hand of each partition, and returns.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for p := range s.cfg.Partitions {
+		wg.Go(func() { s.RunPartition(ctx, p) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// RunPartition handles one partition's commands in stream order until ctx
+// is canceled. The caller must make sure no other process runs the same
+// partition at the same time. Failures (NATS unreachable, consumer deleted)
+// are logged and retried with backoff; they never skip a command.
+func (s *Service) RunPartition(ctx context.Context, partition int) {
+	log := s.cfg.Logger.With("partition", partition)
+	s.cfg.Observer.Partition(partition, true)
+	defer s.cfg.Observer.Partition(partition, false)
+	// Another process may have written this partition's orders while we
+	// did not own it.
+	s.repo.ForgetPartition(partition)
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	for ctx.Err() == nil {
+		err := s.consume(ctx, partition, log)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("partition consumer stopped; restarting", "error", err)
+		if !backoff.wait(ctx) {
+			return
+		}
+	}
+}
+
+// consumerName is the durable consumer of a command partition.
+func consumerName(partition int) string { return "aggregator-" + strconv.Itoa(partition) }
+
+// consume (re)creates the partition's consumer and handles its messages
+// until ctx ends or something fails.
+//
+// The consumer is recreated on every start: on a work queue a new consumer
+// begins at the oldest unacknowledged command, so commands are handed over
+// in stream order, with none skipped, even when a previous owner died
+// holding some of them.
+func (s *Service) consume(ctx context.Context, partition int, log *slog.Logger) error {
+	cons, err := s.recreateConsumer(ctx, partition)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("consume partition %d: %w", partition, err)
+	}
+	defer it.Stop()
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("next command of partition %d: %w", partition, err)
+		}
+		if err := s.process(ctx, msg, log); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstream.Consumer, error) {
+	stream, err := s.js.Stream(ctx, es.CommandsStream)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", es.CommandsStream, err)
+	}
+	name := consumerName(partition)
+	if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("delete consumer %s: %w", name, err)
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "JetSource aggregator, command partition " + strconv.Itoa(partition),
+		FilterSubject: es.CommandPartitionFilter(partition),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: s.cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	return cons, nil
+}
+
+// process handles one command until its result is stored, then acks it.
+// Infrastructure failures are retried in place so later commands of the
+// partition never overtake it. Cancelling ctx stops the retries but lets an
+// attempt in progress finish within DrainTimeout.
+func (s *Service) process(ctx context.Context, msg jetstream.Msg, log *slog.Logger) error {
+	started := time.Now()
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("command metadata: %w", err)
+	}
+	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
+	var out outcome
+	for {
+		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+		out, err = s.handler.handle(work, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream)
+		if err == nil {
+			err = s.store.PublishResult(work, out.subject, out.result)
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Warn("command not handled yet; retrying", "subject", msg.Subject(), "stream_sequence", meta.Sequence.Stream, "error", err)
+		if !backoff.wait(ctx) {
+			return ctx.Err()
+		}
+		// Keep JetStream from redelivering it while we retry.
+		_ = msg.InProgress()
+	}
+	if err := msg.Ack(); err != nil {
+		// The result is stored; a redelivery will find it and ack again.
+		log.Warn("ack failed", "subject", msg.Subject(), "error", err)
+	}
+	elapsed := time.Since(started)
+	r := out.result
+	code := ""
+	if r.Error != nil {
+		code = r.Error.Code
+	}
+	_, _, commandType, _ := es.ParseStoredCommandSubject(msg.Subject())
+	s.cfg.Observer.CommandHandled(commandType, r.Status, code, out.replayed, elapsed)
+	attrs := []any{"command_id", r.CommandID, "order_id", r.OrderID, "command_type", commandType, "status", r.Status,
+		"replayed", out.replayed, "stream_sequence", meta.Sequence.Stream, "duration_ms", float64(elapsed.Microseconds()) / 1000}
+	if r.Error != nil {
+		attrs = append(attrs, "code", r.Error.Code, "error", r.Error.Message)
+	}
+	log.Debug("command handled", attrs...)
+	return nil
+}
