@@ -123,7 +123,10 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			return append([]byte(`{"id":"`+id+`","type":"AddItem","orderId":"`+existing+`","data":{"productId":"`), 0xff, 0xfe, '"', '}', '}')
 		}, code: es.CodeInvalidCommand, mention: "UTF-8"},
 		{name: "oversize body", body: func(id string) []byte {
-			return good(func(m map[string]any) { m["id"] = id; m["metadata"] = map[string]any{"userId": strings.Repeat("x", 70_000)} })
+			return good(func(m map[string]any) {
+				m["id"] = id
+				m["metadata"] = map[string]any{"userId": strings.Repeat("x", 70_000)}
+			})
 		}, code: es.CodeInvalidCommand, mention: "limit is 65536"},
 		{name: "unknown command", subject: es.CommandSubject(existing, "Refund"), body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["type"] = "Refund" })
@@ -141,13 +144,19 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = "ord-*" })
 		}, code: es.CodeInvalidCommand, mention: "orderId"},
 		{name: "product id with a dot", body: func(id string) []byte {
-			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a.b", "quantity": 1, "unitPriceCents": 1} })
+			return good(func(m map[string]any) {
+				m["id"] = id
+				m["data"] = map[string]any{"productId": "a.b", "quantity": 1, "unitPriceCents": 1}
+			})
 		}, code: es.CodeInvalidCommand, mention: "productId"},
 		{name: "missing field", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a", "quantity": 1} })
 		}, code: es.CodeInvalidCommand},
 		{name: "wrong type", body: func(id string) []byte {
-			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a", "quantity": "2", "unitPriceCents": 1} })
+			return good(func(m map[string]any) {
+				m["id"] = id
+				m["data"] = map[string]any{"productId": "a", "quantity": "2", "unitPriceCents": 1}
+			})
 		}, code: es.CodeInvalidCommand, mention: "quantity"},
 		{name: "unknown envelope field", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["expectedVersion"] = 3 })
@@ -172,7 +181,11 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			})
 		}, code: es.CodeInvalidState, mention: "cannot pay a draft order"},
 		{name: "create an existing order", subject: es.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
-			return good(func(m map[string]any) { m["id"] = id; m["type"] = "CreateOrder"; m["data"] = map[string]any{"customerId": "c"} })
+			return good(func(m map[string]any) {
+				m["id"] = id
+				m["type"] = "CreateOrder"
+				m["data"] = map[string]any{"customerId": "c"}
+			})
 		}, code: es.CodeAlreadyExists},
 	}
 	for _, tt := range tests {

@@ -31,7 +31,9 @@ type harness struct {
 
 var commandSeq atomic.Int64
 
-func newID(prefix string) string { return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), commandSeq.Add(1)) }
+func newID(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), commandSeq.Add(1))
+}
 
 func startHarness(t *testing.T, cfg aggregator.Config) *harness {
 	t.Helper()
