@@ -8,31 +8,38 @@ import (
 	"github.com/jetsource/jetsource/internal/order"
 )
 
-// snapshotSchema versions the JSON encoding of aggregate in snapshots.
-// Bump it whenever aggregate or order.State changes shape.
+// snapshotSchema versions the JSON encoding of Aggregate in snapshots.
+// Bump it whenever Aggregate or order.State changes shape.
 const snapshotSchema = 1
 
-// aggregate is what the aggregator folds an order's events into: the
+// Aggregate is what the aggregator folds an order's events into: the
 // domain state, plus the ids of the commands that produced events, which
 // make a redelivered or re-sent command idempotent after the results
 // stream has forgotten it.
-type aggregate struct {
+type Aggregate struct {
 	Order    order.State         `json:"order"`
 	Commands map[string]struct{} `json:"commands,omitempty"`
 }
 
-func (a aggregate) handled(commandID string) bool {
+func (a Aggregate) handled(commandID string) bool {
 	_, ok := a.Commands[commandID]
 	return ok
 }
 
-// fold builds aggregates while loading. The state being loaded is owned by
+// NewRepository loads and appends orders as the aggregator does. cfg's
+// SnapshotSchema is set here: it belongs to Aggregate's encoding.
+func NewRepository(store *es.Store, cfg es.RepositoryConfig) *es.Repository[Aggregate] {
+	cfg.SnapshotSchema = snapshotSchema
+	return es.NewRepository(store, fold(), cfg)
+}
+
+// fold builds Aggregates while loading. The state being loaded is owned by
 // the loader alone, so applying mutates its Commands set in place instead
 // of copying it per event.
-func fold() es.Fold[aggregate] {
-	return es.Fold[aggregate]{
-		Zero: func(id string) aggregate { return aggregate{Order: order.New(id)} },
-		Apply: func(a aggregate, e es.Event) (aggregate, error) {
+func fold() es.Fold[Aggregate] {
+	return es.Fold[Aggregate]{
+		Zero: func(id string) Aggregate { return Aggregate{Order: order.New(id)} },
+		Apply: func(a Aggregate, e es.Event) (Aggregate, error) {
 			ev, err := decodeOrderEvent(e)
 			if err != nil {
 				return a, err
@@ -57,11 +64,11 @@ func decodeOrderEvent(e es.Event) (order.Event, error) {
 	return order.ParseEvent(e.Type, e.Data)
 }
 
-// next is the aggregate after a command's events. Unlike fold, it must not
+// next is the Aggregate after a command's events. Unlike fold, it must not
 // touch a's Commands set: a is shared with the cache until the append
 // succeeds.
-func (a aggregate) next(commandID string, events []order.Event) aggregate {
-	n := aggregate{Order: order.Fold(a.Order, events...), Commands: maps.Clone(a.Commands)}
+func (a Aggregate) next(commandID string, events []order.Event) Aggregate {
+	n := Aggregate{Order: order.Fold(a.Order, events...), Commands: maps.Clone(a.Commands)}
 	if n.Commands == nil {
 		n.Commands = make(map[string]struct{}, 1)
 	}

@@ -16,7 +16,7 @@ import (
 // handler turns one stored command message into its outcome.
 type handler struct {
 	store      *es.Store
-	repo       *es.Repository[aggregate]
+	repo       *es.Repository[Aggregate]
 	maxRetries int
 	now        func() time.Time
 	log        *slog.Logger
@@ -136,7 +136,7 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 	}
 }
 
-func (h *handler) envelopes(in incoming, l es.Loaded[aggregate], decided []order.Event) ([]es.Event, error) {
+func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order.Event) ([]es.Event, error) {
 	now := es.Time{Time: h.now()}
 	events := make([]es.Event, len(decided))
 	for i, d := range decided {

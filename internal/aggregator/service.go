@@ -105,7 +105,7 @@ func (c Config) Validate() error {
 type Service struct {
 	js      jetstream.JetStream
 	store   *es.Store
-	repo    *es.Repository[aggregate]
+	repo    *es.Repository[Aggregate]
 	cfg     Config
 	handler *handler
 }
@@ -117,12 +117,7 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("aggregator config: %w", err)
 	}
 	store := es.NewStore(js, cfg.Partitions, nil)
-	repo := es.NewRepository(store, fold(), es.RepositoryConfig{
-		CacheSize:      cfg.CacheSize,
-		SnapshotEvery:  cfg.SnapshotEvery,
-		SnapshotSchema: snapshotSchema,
-		Now:            cfg.Now,
-	})
+	repo := NewRepository(store, es.RepositoryConfig{CacheSize: cfg.CacheSize, SnapshotEvery: cfg.SnapshotEvery, Now: cfg.Now})
 	return &Service{
 		js:    js,
 		store: store,

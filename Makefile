@@ -1,0 +1,30 @@
+# JetSource. `make test` needs nothing running: it embeds NATS and starts a
+# throwaway PostgreSQL (installing Debian's package when run as root and it
+# is missing).
+SHELL := /bin/bash
+export GOTOOLCHAIN := local
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin
+
+.PHONY: all build test lint bench clean
+
+all: lint test
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+bench:
+	$(GO) run ./test/bench
+
+clean:
+	rm -rf $(BIN)
