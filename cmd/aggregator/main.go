@@ -35,6 +35,8 @@ type Config struct {
 	MaxRetries    int           `envconfig:"AGGREGATOR_MAX_RETRIES" default:"5"`
 	AckWait       time.Duration `envconfig:"AGGREGATOR_ACK_WAIT" default:"30s"`
 	DrainTimeout  time.Duration `envconfig:"AGGREGATOR_DRAIN_TIMEOUT" default:"10s"`
+	ReplicaID     string        `envconfig:"AGGREGATOR_REPLICA_ID"`
+	LeaseTTL      time.Duration `envconfig:"AGGREGATOR_LEASE_TTL" default:"5s"`
 
 	LogLevel slog.Level `envconfig:"LOG_LEVEL" default:"info"`
 }
@@ -45,6 +47,9 @@ func (c Config) Validate() error {
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("AGGREGATOR_DRAIN_TIMEOUT is %s; it must be positive", c.DrainTimeout))
 	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("AGGREGATOR_LEASE_TTL is %s; it must be at least 1s", c.LeaseTTL))
+	}
 	return errors.Join(errs...)
 }
 
@@ -54,13 +59,16 @@ func (c Config) topology() es.Topology {
 
 func (c Config) service() aggregator.Config {
 	return aggregator.Config{
-		Partitions:    c.Partitions,
-		MaxRetries:    c.MaxRetries,
-		CacheSize:     c.CacheSize,
-		SnapshotEvery: c.SnapshotEvery,
-		AckWait:       c.AckWait,
-		MaxAckPending: 1000,
-		DrainTimeout:  c.DrainTimeout,
+		Partitions:     c.Partitions,
+		MaxRetries:     c.MaxRetries,
+		CacheSize:      c.CacheSize,
+		SnapshotEvery:  c.SnapshotEvery,
+		AckWait:        c.AckWait,
+		MaxAckPending:  1000,
+		DrainTimeout:   c.DrainTimeout,
+		ReplicaID:      c.ReplicaID,
+		LeaseTTL:       c.LeaseTTL,
+		StreamReplicas: c.Replicas,
 	}
 }
 

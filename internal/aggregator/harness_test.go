@@ -54,6 +54,9 @@ func (h *harness) run(cfg aggregator.Config) func() {
 func (h *harness) runOn(js jetstream.JetStream, cfg aggregator.Config, hook func(point, commandID string)) func() {
 	h.t.Helper()
 	cfg.Partitions = natstest.Partitions
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 2 * time.Second // a crashed test replica's leases lapse quickly
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelError}))
 	}

@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/order"
 )
 
 // Config tunes a Service. Zero fields take the defaults in setDefaults.
@@ -42,6 +45,14 @@ type Config struct {
 	Observer Observer
 	// Now stamps events; time.Now if nil.
 	Now func() time.Time
+	// ReplicaID names this replica among the aggregators sharing the
+	// partitions; the host name and a random suffix if empty.
+	ReplicaID string
+	// LeaseTTL is how long a replica's partition leases outlive its last
+	// renewal: the longest a dead replica's partitions stay unowned.
+	LeaseTTL time.Duration
+	// StreamReplicas is the replica count of the lease bucket.
+	StreamReplicas int
 }
 
 func (c *Config) setDefaults() {
@@ -75,12 +86,23 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ReplicaID == "" {
+		host, _ := os.Hostname()
+		c.ReplicaID = fmt.Sprintf("%s-%08x", strings.ReplaceAll(host, ".", "_"), rand.Uint32())
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 5 * time.Second
+	}
+	if c.StreamReplicas == 0 {
+		c.StreamReplicas = 1
+	}
 }
 
-// Validate reports every problem at once.
+// Validate reports every problem at once. Zero values are valid: they
+// select the defaults.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Partitions < 1 {
+	if c.Partitions < 0 {
 		errs = append(errs, fmt.Errorf("partitions is %d; it must be at least 1", c.Partitions))
 	}
 	if c.MaxRetries < 0 {
@@ -92,11 +114,22 @@ func (c Config) Validate() error {
 	if c.SnapshotEvery < 0 {
 		errs = append(errs, fmt.Errorf("snapshot interval is %d; it must not be negative", c.SnapshotEvery))
 	}
-	if c.AckWait < time.Second {
+	if c.AckWait != 0 && c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("ack wait is %s; it must be at least 1s", c.AckWait))
 	}
-	if c.MaxAckPending < 1 {
+	if c.MaxAckPending < 0 {
 		errs = append(errs, fmt.Errorf("max ack pending is %d; it must be at least 1", c.MaxAckPending))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("drain timeout is %s; it must not be negative", c.DrainTimeout))
+	}
+	if c.LeaseTTL != 0 && c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("lease TTL is %s; it must be at least 1s", c.LeaseTTL))
+	}
+	if c.ReplicaID != "" {
+		if err := order.ValidateID("replica id", c.ReplicaID); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -128,15 +161,37 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 	}, nil
 }
 
-// Run handles every partition until ctx is canceled, then drains: it stops
-// fetching, finishes the command in hand of each partition, and returns.
+// Run handles its share of the partitions until ctx is canceled: replicas
+// split the partitions through leases (see coordinator). Then it drains: it
+// stops fetching, finishes the command in hand of each partition, gives its
+// leases up and returns.
 func (s *Service) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for p := range s.cfg.Partitions {
-		wg.Go(func() { s.RunPartition(ctx, p) })
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, leaseBucketConfig(s.cfg.LeaseTTL, s.cfg.StreamReplicas))
+	if err != nil {
+		return fmt.Errorf("create lease bucket %s: %w", LeaseBucket, err)
 	}
-	wg.Wait()
-	return nil
+	c := &coordinator{
+		kv:         kv,
+		self:       s.cfg.ReplicaID,
+		partitions: s.cfg.Partitions,
+		ttl:        s.cfg.LeaseTTL,
+		tick:       s.cfg.LeaseTTL / 5,
+		run:        s.RunPartition,
+		log:        s.cfg.Logger,
+		members:    map[string]time.Time{},
+		owned:      map[int]*lease{},
+	}
+	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
+	for {
+		err := c.loop(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.cfg.Logger.Warn("partition coordination failed; restarting it", "error", err)
+		if !backoff.wait(ctx) {
+			return nil
+		}
+	}
 }
 
 // RunPartition handles one partition's commands in stream order until ctx

@@ -1,0 +1,268 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LeaseBucket is the KV bucket in which aggregator replicas announce
+// themselves and lease command partitions.
+const LeaseBucket = "JETSOURCE_AGGREGATOR_LEASES"
+
+const (
+	memberPrefix    = "members."
+	partitionPrefix = "partitions."
+)
+
+// coordinator makes replicas split the command partitions: each announces
+// itself under members.<id>, all compute the same assignment from the
+// sorted live members (partition p to member p mod n, so shares differ by
+// at most one), and a replica runs a partition only while it holds the
+// partition's lease, a key created with compare-and-set and renewed every
+// tick. Keys expire after the TTL, so a dead replica's members entry and
+// leases disappear and the survivors take its partitions over.
+type coordinator struct {
+	kv         jetstream.KeyValue
+	self       string
+	partitions int
+	ttl, tick  time.Duration
+	// run handles one partition until its context ends.
+	run func(ctx context.Context, partition int)
+	log *slog.Logger
+
+	mu      sync.Mutex
+	members map[string]time.Time // last heartbeat seen
+	owned   map[int]*lease
+	wg      sync.WaitGroup
+}
+
+// lease is a partition this replica holds.
+type lease struct {
+	revision uint64
+	cancel   context.CancelFunc
+	// done closes when the partition's worker has stopped.
+	done chan struct{}
+}
+
+// leaseBucketConfig keeps keys for ttl; limit markers make watchers see
+// expiries as deletions.
+func leaseBucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         LeaseBucket,
+		Description:    "JetSource aggregator membership and partition leases",
+		History:        1,
+		TTL:            ttl,
+		LimitMarkerTTL: ttl,
+		Storage:        jetstream.MemoryStorage,
+		Replicas:       replicas,
+	}
+}
+
+func (c *coordinator) memberKey() string { return memberPrefix + c.self }
+
+func leaseKey(partition int) string { return partitionPrefix + strconv.Itoa(partition) }
+
+// loop coordinates until ctx ends or the membership watch fails. Either
+// way it then stops every partition worker (each finishes its command in
+// hand) and gives the leases and membership up, so the other replicas take
+// over at once.
+func (c *coordinator) loop(ctx context.Context) error {
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	w, err := c.kv.Watch(watchCtx, memberPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("watch aggregator members: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	defer c.shutdown()
+
+	// Know the current members before claiming anything.
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		c.seen(e)
+	}
+	c.heartbeat(ctx)
+	c.rebalance(ctx)
+	ticker := time.NewTicker(c.tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("aggregator member watch closed")
+			}
+			if e != nil {
+				c.seen(e)
+			}
+		case <-ticker.C:
+			c.heartbeat(ctx)
+			c.rebalance(ctx)
+		}
+	}
+}
+
+func (c *coordinator) seen(e jetstream.KeyValueEntry) {
+	id := strings.TrimPrefix(e.Key(), memberPrefix)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.Operation() == jetstream.KeyValuePut {
+		c.members[id] = time.Now()
+	} else {
+		delete(c.members, id)
+	}
+}
+
+func (c *coordinator) heartbeat(ctx context.Context) {
+	op, cancel := context.WithTimeout(ctx, c.tick)
+	defer cancel()
+	if _, err := c.kv.Put(op, c.memberKey(), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		c.log.Warn("aggregator heartbeat failed", "error", err)
+		return
+	}
+	c.mu.Lock()
+	c.members[c.self] = time.Now()
+	c.mu.Unlock()
+}
+
+// assignment is the partitions this replica should run given the live
+// members.
+func (c *coordinator) assignment() map[int]bool {
+	c.mu.Lock()
+	var live []string
+	for id, at := range c.members {
+		if time.Since(at) < c.ttl || id == c.self {
+			live = append(live, id)
+		}
+	}
+	c.mu.Unlock()
+	slices.Sort(live)
+	idx := slices.Index(live, c.self)
+	want := map[int]bool{}
+	for p := range c.partitions {
+		if p%len(live) == idx {
+			want[p] = true
+		}
+	}
+	return want
+}
+
+func (c *coordinator) rebalance(ctx context.Context) {
+	want := c.assignment()
+	for p, l := range c.owned {
+		select {
+		case <-l.done:
+			// The worker ended by itself (it never does unless its context
+			// was canceled): forget the partition and let the lease lapse.
+			delete(c.owned, p)
+			continue
+		default:
+		}
+		if !c.renew(ctx, p, l) {
+			continue
+		}
+		if !want[p] {
+			c.release(p, l)
+		}
+	}
+	for p := range want {
+		if _, ok := c.owned[p]; !ok {
+			c.acquire(ctx, p)
+		}
+	}
+}
+
+// renew extends p's lease; a replica that cannot prove it still holds the
+// lease stops the partition at once, since another may own it now.
+func (c *coordinator) renew(ctx context.Context, p int, l *lease) bool {
+	op, cancel := context.WithTimeout(ctx, c.tick)
+	defer cancel()
+	rev, err := c.kv.Update(op, leaseKey(p), []byte(c.self), l.revision)
+	if err != nil {
+		c.log.Warn("partition lease lost; stopping the partition", "partition", p, "error", err)
+		l.cancel()
+		delete(c.owned, p)
+		return false
+	}
+	l.revision = rev
+	return true
+}
+
+func (c *coordinator) acquire(ctx context.Context, p int) {
+	op, cancel := context.WithTimeout(ctx, c.tick)
+	defer cancel()
+	rev, err := c.kv.Create(op, leaseKey(p), []byte(c.self))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		rev, err = c.reclaim(op, p)
+	}
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			c.log.Warn("partition lease not acquired", "partition", p, "error", err)
+		}
+		return
+	}
+	workCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	l := &lease{revision: rev, cancel: stop, done: make(chan struct{})}
+	c.owned[p] = l
+	c.log.Info("partition acquired", "partition", p)
+	c.wg.Go(func() {
+		defer close(l.done)
+		c.run(workCtx, p)
+	})
+}
+
+// reclaim takes over a lease that a previous run of this same replica (a
+// restart after a crash) still holds, instead of waiting for it to expire.
+// Replica ids must therefore be unique among running replicas.
+func (c *coordinator) reclaim(ctx context.Context, p int) (uint64, error) {
+	e, err := c.kv.Get(ctx, leaseKey(p))
+	if err != nil {
+		return 0, err
+	}
+	if string(e.Value()) != c.self {
+		return 0, jetstream.ErrKeyExists
+	}
+	return c.kv.Update(ctx, leaseKey(p), []byte(c.self), e.Revision())
+}
+
+// release stops p's worker and, once it has finished its command in hand,
+// deletes the lease. The lease is deleted with compare-and-set on the
+// revision last renewed; if the worker takes longer than the TTL the lease
+// lapses instead, and the next owner waits for that.
+func (c *coordinator) release(p int, l *lease) {
+	delete(c.owned, p)
+	l.cancel()
+	c.wg.Go(func() {
+		<-l.done
+		op, cancel := context.WithTimeout(context.Background(), c.tick)
+		defer cancel()
+		if err := c.kv.Delete(op, leaseKey(p), jetstream.LastRevision(l.revision)); err != nil {
+			c.log.Warn("partition lease not released; it will expire", "partition", p, "error", err)
+		}
+		c.log.Info("partition released", "partition", p)
+	})
+}
+
+func (c *coordinator) shutdown() {
+	for p, l := range c.owned {
+		c.release(p, l)
+	}
+	c.wg.Wait()
+	op, cancel := context.WithTimeout(context.Background(), c.tick)
+	defer cancel()
+	if err := c.kv.Delete(op, c.memberKey()); err != nil {
+		c.log.Warn("aggregator membership not withdrawn; it will expire", "error", err)
+	}
+}

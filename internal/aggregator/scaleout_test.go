@@ -1,0 +1,149 @@
+package aggregator_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/workload"
+)
+
+// ownership records which partitions each replica runs, and fails the test
+// if two replicas ever run the same partition at once.
+type ownership struct {
+	t     *testing.T
+	mu    sync.Mutex
+	owner map[int]string
+	count map[string]int
+}
+
+func (o *ownership) observer(replica string) aggregator.Observer {
+	return ownershipObserver{o: o, replica: replica}
+}
+
+func (o *ownership) snapshot() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for r, n := range o.count {
+		out[r] = n
+	}
+	return out
+}
+
+type ownershipObserver struct {
+	o       *ownership
+	replica string
+}
+
+func (ownershipObserver) CommandHandled(string, string, string, bool, time.Duration) {}
+func (ownershipObserver) CacheLookup(bool)                                           {}
+func (ownershipObserver) Append(time.Duration, error)                                {}
+func (ownershipObserver) Retry()                                                     {}
+
+func (ob ownershipObserver) Partition(p int, owned bool) {
+	o := ob.o
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if owned {
+		if other, ok := o.owner[p]; ok {
+			o.t.Errorf("partition %d taken by %s while %s runs it", p, ob.replica, other)
+		}
+		o.owner[p] = ob.replica
+		o.count[ob.replica]++
+		return
+	}
+	delete(o.owner, p)
+	o.count[ob.replica]--
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > within {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestReplicasSplitPartitionsAndFailOver(t *testing.T) {
+	srv, _, js := natstest.Streams(t, natstest.Partitions)
+	own := &ownership{t: t, owner: map[int]string{}, count: map[string]int{}}
+	type replica struct {
+		nc   *nats.Conn
+		stop func()
+	}
+	h := &harness{t: t, js: js, store: es.NewStore(js, natstest.Partitions, nil)}
+	startReplica := func(name string) replica {
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rjs, _ := jetstream.New(nc)
+		stop := h.runOn(rjs, aggregator.Config{ReplicaID: name, LeaseTTL: 2 * time.Second, Observer: own.observer(name)}, nil)
+		t.Cleanup(func() { stop(); nc.Close() })
+		return replica{nc: nc, stop: stop}
+	}
+	balanced := func(want map[string]int) func() bool {
+		return func() bool {
+			got := own.snapshot()
+			for r, n := range want {
+				if got[r] != n {
+					return false
+				}
+			}
+			return true
+		}
+	}
+
+	a := startReplica("a")
+	waitFor(t, 5*time.Second, "one replica runs all 16 partitions", balanced(map[string]int{"a": 16}))
+	startReplica("b")
+	c := startReplica("c")
+	waitFor(t, 10*time.Second, "three replicas split the partitions 6/5/5", balanced(map[string]int{"a": 6, "b": 5, "c": 5}))
+
+	// Commands flow while replica c dies without a word: its connection
+	// drops, so it can neither renew nor release its leases.
+	cmds := workload.Waves("scale", 200)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i, cmd := range cmds {
+			if _, err := js.PublishMsgAsync(cmd.Msg()); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%50 == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		<-js.PublishAsyncComplete()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.nc.Close()
+	took := waitFor(t, 10*time.Second, "the survivors take the dead replica's partitions over (8/8)", balanced(map[string]int{"a": 8, "b": 8}))
+	t.Logf("failover took %s", took.Round(100*time.Millisecond))
+	<-published
+
+	for _, cmd := range cmds {
+		r := h.waitResult(es.ResultSubject(cmd.ID))
+		if (r.Status == es.StatusAccepted) != cmd.WantAccepted {
+			t.Fatalf("command %s (%s): %+v", cmd.ID, cmd.Type, r.Error)
+		}
+	}
+	// A graceful stop hands partitions over at once.
+	a.stop()
+	waitFor(t, 5*time.Second, "b runs all partitions after a stops", balanced(map[string]int{"b": 16}))
+	id := fmt.Sprintf("after-%d", time.Now().UnixNano())
+	accepted(t, h.send(cmd{ID: id, Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}))
+}
