@@ -15,10 +15,14 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
+	"github.com/jetsource/jetsource/internal/opsserver"
+	"github.com/jetsource/jetsource/internal/tracing"
 )
 
 // Config is the aggregator's environment.
@@ -38,7 +42,9 @@ type Config struct {
 	ReplicaID     string        `envconfig:"AGGREGATOR_REPLICA_ID"`
 	LeaseTTL      time.Duration `envconfig:"AGGREGATOR_LEASE_TTL" default:"5s"`
 
-	LogLevel slog.Level `envconfig:"LOG_LEVEL" default:"info"`
+	MetricsAddr string     `envconfig:"METRICS_ADDR" default:":9090"`
+	LogLevel    slog.Level `envconfig:"LOG_LEVEL" default:"info"`
+	tracing.Exporter
 }
 
 // Validate reports every problem at once.
@@ -104,19 +110,43 @@ func run(ctx context.Context) error {
 		return err
 	}
 
+	tp, stopTracing, err := tracing.Provider(ctx, cfg.Exporter, "jetsource-aggregator")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(context.Background()); err != nil {
+			log.Warn("flush traces", "error", err)
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
 	svcCfg := cfg.service()
 	svcCfg.Logger = log
+	svcCfg.Observer = aggregator.NewMetrics(reg)
+	svcCfg.Tracer = tp
 	svc, err := aggregator.New(js, svcCfg)
 	if err != nil {
 		return err
 	}
-	log.Info("aggregator started", "nats", nc.ConnectedUrlRedacted(), "partitions", cfg.Partitions)
+	ops, err := opsserver.Listen(cfg.MetricsAddr, reg, svc.Ready, log)
+	if err != nil {
+		return err
+	}
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	opsDone := make(chan error, 1)
+	go func() { opsDone <- ops.Serve(opsCtx) }()
+
+	log.Info("aggregator started", "nats", nc.ConnectedUrlRedacted(), "partitions", cfg.Partitions, "metrics", ops.Addr())
 	err = svc.Run(ctx)
 	log.Info("aggregator stopped", "error", err)
 	if err := nc.Drain(); err != nil {
 		log.Warn("drain nats connection", "error", err)
 	}
-	return err
+	// The ops server outlives the drain so probes and scrapes see it.
+	stopOps()
+	return errors.Join(err, <-opsDone)
 }
 
 // setupStreams creates or updates the streams, retrying while NATS is not

@@ -9,6 +9,9 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
 )
@@ -21,6 +24,7 @@ type handler struct {
 	now        func() time.Time
 	log        *slog.Logger
 	obs        Observer
+	tracer     trace.Tracer
 	// hook, if set, is called at named points of handling; tests use it to
 	// inject crashes and panics where production code has no seam.
 	hook func(point, commandID string)
@@ -110,7 +114,13 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 			return outcome{}, err
 		}
 		started := time.Now()
-		appended, err := h.repo.Append(ctx, orderID, l, events, l.State.next(in.commandID, decided))
+		appendCtx, span := h.tracer.Start(ctx, "append events", trace.WithAttributes(
+			attribute.String("jetsource.order_id", orderID), attribute.Int("jetsource.events", len(events))))
+		appended, err := h.repo.Append(appendCtx, orderID, l, events, l.State.next(in.commandID, decided))
+		if err != nil {
+			span.RecordError(err)
+		}
+		span.End()
 		h.obs.Append(time.Since(started), err)
 		if err == nil {
 			h.at("appended", in.commandID)

@@ -12,12 +12,18 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
+	"github.com/jetsource/jetsource/internal/tracing"
 )
 
 // Config tunes a Service. Zero fields take the defaults in setDefaults.
@@ -53,6 +59,8 @@ type Config struct {
 	LeaseTTL time.Duration
 	// StreamReplicas is the replica count of the lease bucket.
 	StreamReplicas int
+	// Tracer traces commands; a no-op provider if nil.
+	Tracer trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -95,6 +103,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StreamReplicas == 0 {
 		c.StreamReplicas = 1
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider()
 	}
 }
 
@@ -141,6 +152,8 @@ type Service struct {
 	repo    *es.Repository[Aggregate]
 	cfg     Config
 	handler *handler
+	// owned counts the partitions this replica runs.
+	owned atomic.Int32
 }
 
 // New returns a service over existing streams (see es.Setup).
@@ -157,7 +170,7 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 		repo:  repo,
 		cfg:   cfg,
 		handler: &handler{store: store, repo: repo, maxRetries: cfg.MaxRetries, now: cfg.Now,
-			log: cfg.Logger, obs: cfg.Observer},
+			log: cfg.Logger, obs: cfg.Observer, tracer: cfg.Tracer.Tracer("github.com/jetsource/jetsource/internal/aggregator")},
 	}, nil
 }
 
@@ -194,6 +207,21 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// Ready reports whether the replica serves: connected to NATS, the
+// streams exist, and it runs at least one partition.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.js.Conn().IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if err := es.RequireStreams(ctx, s.js, s.cfg.Partitions); err != nil {
+		return err
+	}
+	if s.owned.Load() == 0 {
+		return errors.New("runs no command partition yet")
+	}
+	return nil
+}
+
 // RunPartition handles one partition's commands in stream order until ctx
 // is canceled. The caller must make sure no other process runs the same
 // partition at the same time. Failures (NATS unreachable, consumer deleted)
@@ -201,7 +229,11 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) RunPartition(ctx context.Context, partition int) {
 	log := s.cfg.Logger.With("partition", partition)
 	s.cfg.Observer.Partition(partition, true)
-	defer s.cfg.Observer.Partition(partition, false)
+	s.owned.Add(1)
+	defer func() {
+		s.owned.Add(-1)
+		s.cfg.Observer.Partition(partition, false)
+	}()
 	// Another process may have written this partition's orders while we
 	// did not own it.
 	s.repo.ForgetPartition(partition)
@@ -287,6 +319,12 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, log *slog.Logg
 	if err != nil {
 		return fmt.Errorf("command metadata: %w", err)
 	}
+	_, _, commandType, _ := es.ParseStoredCommandSubject(msg.Subject())
+	ctx, span := s.handler.tracer.Start(tracing.Extract(ctx, nats.Header(msg.Headers())), "handle "+commandType,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
+			attribute.Int64("messaging.jetstream.stream_sequence", int64(meta.Sequence.Stream))))
+	defer span.End()
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
 	var out outcome
 	for {
@@ -316,7 +354,8 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, log *slog.Logg
 	if r.Error != nil {
 		code = r.Error.Code
 	}
-	_, _, commandType, _ := es.ParseStoredCommandSubject(msg.Subject())
+	span.SetAttributes(attribute.String("jetsource.command_id", r.CommandID), attribute.String("jetsource.order_id", r.OrderID),
+		attribute.String("jetsource.status", r.Status), attribute.String("jetsource.error_code", code))
 	s.cfg.Observer.CommandHandled(commandType, r.Status, code, out.replayed, elapsed)
 	attrs := []any{"command_id", r.CommandID, "order_id", r.OrderID, "command_type", commandType, "status", r.Status,
 		"replayed", out.replayed, "stream_sequence", meta.Sequence.Stream, "duration_ms", float64(elapsed.Microseconds()) / 1000}

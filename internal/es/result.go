@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/tracing"
 )
 
 // Result statuses.
@@ -50,7 +53,10 @@ func (s *Store) PublishResult(ctx context.Context, subject string, r Result) err
 	if err != nil {
 		return fmt.Errorf("encode result of %s: %w", r.CommandID, err)
 	}
-	if _, err := s.js.Publish(ctx, subject, body); err != nil {
+	m := nats.NewMsg(subject)
+	m.Data = body
+	tracing.Inject(ctx, m.Header)
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish result of %s: %w", r.CommandID, err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/jetsource/jetsource/internal/tracing"
 )
 
 var (
@@ -73,6 +75,7 @@ func (s *Store) Append(ctx context.Context, aggregateID string, expectedSeq uint
 		m.Header.Set(jetstream.MsgIDHeader, e.ID)
 		m.Header.Set(HeaderEventType, e.Type)
 		m.Header.Set(HeaderAggregateVersion, strconv.FormatInt(e.Version, 10))
+		tracing.Inject(ctx, m.Header)
 		msgs[i] = m
 	}
 	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectedSeq, 10))

@@ -27,7 +27,7 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 
 	srv, _, js := natstest.Streams(t, natstest.Partitions)
-	env := []string{"NATS_URL=" + srv.ClientURL(), "LOG_LEVEL=warn", "AGGREGATOR_SNAPSHOT_EVERY=3", "AGGREGATOR_REPLICA_ID=agg-1"}
+	env := []string{"NATS_URL=" + srv.ClientURL(), "LOG_LEVEL=warn", "AGGREGATOR_SNAPSHOT_EVERY=3", "AGGREGATOR_REPLICA_ID=agg-1", "METRICS_ADDR=127.0.0.1:0"}
 	agg := start(t, "aggregator", env...)
 
 	cmds := workload.Waves("kill", orders)

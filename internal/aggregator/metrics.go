@@ -1,0 +1,110 @@
+package aggregator
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetsource/jetsource/internal/es"
+)
+
+// Metrics is the Prometheus Observer of the aggregator.
+type Metrics struct {
+	commands        *prometheus.CounterVec
+	commandDuration *prometheus.HistogramVec
+	appendDuration  prometheus.Histogram
+	appendErrors    *prometheus.CounterVec
+	retries         prometheus.Counter
+	cache           *prometheus.CounterVec
+	partitions      prometheus.Gauge
+}
+
+// NewMetrics registers the aggregator's series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	m := &Metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_commands_total",
+			Help: "Commands handled, by command type, status (accepted, rejected), error code, and whether an earlier outcome was replayed.",
+		}, []string{"type", "status", "code", "replayed"}),
+		commandDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jetsource_aggregator_command_duration_seconds",
+			Help:    "Time from receiving a command to its result being stored.",
+			Buckets: buckets,
+		}, []string{"status"}),
+		appendDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jetsource_aggregator_append_duration_seconds",
+			Help:    "Time of one conditional append to the event store, successful or not.",
+			Buckets: buckets,
+		}),
+		appendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_append_errors_total",
+			Help: "Failed appends: conflict (another append won), unknown (outcome unknown, verified by reload), other.",
+		}, []string{"kind"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_retries_total",
+			Help: "Reloads and new decisions after a conflict or an append of unknown outcome.",
+		}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_cache_lookups_total",
+			Help: "Order loads by result: hit (from memory) or miss (from snapshot and events). Hit ratio = hit / (hit + miss).",
+		}, []string{"result"}),
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetsource_aggregator_partitions_owned",
+			Help: "Command partitions this replica runs.",
+		}),
+	}
+	reg.MustRegister(m.commands, m.commandDuration, m.appendDuration, m.appendErrors, m.retries, m.cache, m.partitions)
+	for _, kind := range []string{"conflict", "unknown", "other"} {
+		m.appendErrors.WithLabelValues(kind)
+	}
+	m.cache.WithLabelValues("hit")
+	m.cache.WithLabelValues("miss")
+	return m
+}
+
+// CommandHandled implements Observer.
+func (m *Metrics) CommandHandled(commandType, status, code string, replayed bool, d time.Duration) {
+	r := "false"
+	if replayed {
+		r = "true"
+	}
+	m.commands.WithLabelValues(commandType, status, code, r).Inc()
+	m.commandDuration.WithLabelValues(status).Observe(d.Seconds())
+}
+
+// CacheLookup implements Observer.
+func (m *Metrics) CacheLookup(hit bool) {
+	if hit {
+		m.cache.WithLabelValues("hit").Inc()
+	} else {
+		m.cache.WithLabelValues("miss").Inc()
+	}
+}
+
+// Append implements Observer.
+func (m *Metrics) Append(d time.Duration, err error) {
+	m.appendDuration.Observe(d.Seconds())
+	switch {
+	case err == nil:
+	case errors.Is(err, es.ErrConflict):
+		m.appendErrors.WithLabelValues("conflict").Inc()
+	case errors.Is(err, es.ErrUnknownOutcome):
+		m.appendErrors.WithLabelValues("unknown").Inc()
+	default:
+		m.appendErrors.WithLabelValues("other").Inc()
+	}
+}
+
+// Retry implements Observer.
+func (m *Metrics) Retry() { m.retries.Inc() }
+
+// Partition implements Observer.
+func (m *Metrics) Partition(_ int, owned bool) {
+	if owned {
+		m.partitions.Inc()
+	} else {
+		m.partitions.Dec()
+	}
+}

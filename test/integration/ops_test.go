@@ -1,0 +1,156 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsserver"
+	"github.com/jetsource/jetsource/internal/workload"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func httpGet(url string) (int, string) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metricValue sums the samples of a series whose name and labels match.
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + series + `(?:\{[^}]*\})? ([0-9.e+-]+)$`)
+	sum := 0.0
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestAggregatorMetricsReadinessAndNATSRestart scrapes a running aggregator
+// under load, stops NATS under it, and restarts NATS: readiness follows,
+// and commands published after the restart are handled without operator
+// action.
+func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown() }()
+	port := srv.Addr().(*net.TCPAddr).Port
+	addr := freeAddr(t)
+	agg := start(t, "aggregator", "NATS_URL="+srv.ClientURL(), "METRICS_ADDR="+addr, "LOG_LEVEL=warn")
+	base := "http://" + addr
+
+	eventually(t, 15*time.Second, "/readyz answers 200", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+	if code, _ := httpGet(base + "/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+	_, before := httpGet(base + "/metrics")
+	if metricValue(t, before, "jetsource_aggregator_partitions_owned") != 16 {
+		t.Fatalf("partitions owned:\n%s", before)
+	}
+
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	cmds := workload.Waves("ops", 100)
+	for _, c := range cmds {
+		if _, err := js.PublishMsgAsync(c.Msg()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+	waitResult(t, js, cmds[len(cmds)-1].ID)
+	_, after := httpGet(base + "/metrics")
+	for _, series := range []string{
+		"jetsource_aggregator_commands_total",
+		"jetsource_aggregator_command_duration_seconds_count",
+		"jetsource_aggregator_append_duration_seconds_count",
+		`jetsource_aggregator_cache_lookups_total`,
+	} {
+		if metricValue(t, after, series) <= metricValue(t, before, series) {
+			t.Errorf("%s did not move under load", series)
+		}
+	}
+	if v := metricValue(t, after, `jetsource_aggregator_commands_total\{code="invalid_state",replayed="false",status="rejected",type="PayOrder"\}`); v != 5 {
+		t.Errorf("rejected wrong payments counted %v, want 5", v)
+	}
+
+	srv.Shutdown()
+	eventually(t, 10*time.Second, "/readyz answers 503 while NATS is down", func() bool { code, _ := httpGet(base + "/readyz"); return code == 503 })
+	if code, _ := httpGet(base + "/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d while NATS is down; liveness must not depend on NATS", code)
+	}
+	srv, err = natsserver.Start(natsserver.Config{StoreDir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "/readyz answers 200 after NATS is back", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+
+	later := workload.Lifecycle("after-restart", 1)
+	for _, c := range later {
+		if _, err := js.PublishMsgAsync(c.Msg()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+	waitResult(t, js, later[len(later)-1].ID)
+	agg.terminate(15 * time.Second)
+}
+
+func waitResult(t *testing.T, js jetstream.JetStream, commandID string) {
+	t.Helper()
+	ctx := context.Background()
+	eventually(t, 30*time.Second, fmt.Sprintf("result of %s", commandID), func() bool {
+		s, err := js.Stream(ctx, es.ResultsStream)
+		if err != nil {
+			return false
+		}
+		_, err = s.GetLastMsgForSubject(ctx, es.ResultSubject(commandID))
+		return err == nil
+	})
+}
