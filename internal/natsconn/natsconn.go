@@ -45,6 +45,21 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// SecurityOptions are the credentials and TLS options of cfg.
+func (c Config) SecurityOptions() []nats.Option {
+	var opts []nats.Option
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	return opts
+}
+
 // Connect dials NATS and keeps reconnecting forever, logging every
 // disconnect and reconnect: a service outlives NATS restarts.
 func Connect(cfg Config, name string, log *slog.Logger) (*nats.Conn, error) {
@@ -67,16 +82,7 @@ func Connect(cfg Config, name string, log *slog.Logger) (*nats.Conn, error) {
 			log.Warn("nats async error", "subject", subject, "error", err)
 		}),
 	}
-	if cfg.Creds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.Creds))
-	}
-	if cfg.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
-	}
-	if cfg.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(cfg.TLSCA))
-	}
-	nc, err := nats.Connect(cfg.URL, opts...)
+	nc, err := nats.Connect(cfg.URL, append(opts, cfg.SecurityOptions()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats at %s: %w", cfg.URL, err)
 	}

@@ -1,0 +1,85 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jetsource/jetsource/client"
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/natstest"
+)
+
+func startService(t *testing.T) *client.Client {
+	t.Helper()
+	_, nc, js := natstest.Streams(t, natstest.Partitions)
+	svc, err := aggregator.New(js, aggregator.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestSendTypedCommandsAndReadTheOrderBack(t *testing.T) {
+	c := startService(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const id = "ord-client-1"
+	create := client.NewEnvelope(id, client.CreateOrder{CustomerID: "cust-9", Items: []client.AddItem{{ProductID: "a", Quantity: 2, UnitPriceCents: 150}}})
+	create.Metadata = client.Metadata{UserID: "u-1", CorrelationID: "corr-9"}
+	r, err := c.Send(ctx, create)
+	if err != nil || r.Version != 2 || len(r.EventIDs) != 2 {
+		t.Fatalf("create: %+v %v", r, err)
+	}
+	again, err := c.Send(ctx, create)
+	if err != nil || again.StreamSequence != r.StreamSequence {
+		t.Fatalf("re-sent create: %+v %v, first %+v", again, err, r)
+	}
+	atCreation := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	if _, err := c.Send(ctx, client.NewEnvelope(id, client.SubmitOrder{})); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = c.Send(ctx, client.NewEnvelope(id, client.PayOrder{PaymentID: "p", AmountCents: 1, Method: "card"}))
+	var rejected *client.RejectedError
+	if !errors.Is(err, client.ErrRejected) || !errors.As(err, &rejected) || rejected.Code() != "invalid_state" {
+		t.Fatalf("wrong amount: %v", err)
+	}
+
+	events, err := c.Events(ctx, id)
+	if err != nil || len(events) != 3 {
+		t.Fatalf("events: %d %v", len(events), err)
+	}
+	data, err := client.DecodeEvent(events[1])
+	if added, ok := data.(client.ItemAdded); err != nil || !ok || added.Quantity != 2 {
+		t.Fatalf("decoded %#v %v", data, err)
+	}
+	if events[0].Metadata.UserID != "u-1" || events[0].Metadata.CorrelationID != "corr-9" || events[0].Metadata.CausationID != create.ID {
+		t.Fatalf("metadata %+v", events[0].Metadata)
+	}
+
+	now, err := c.StateAsOf(ctx, id, 0, time.Time{})
+	if err != nil || now.Status != "submitted" || now.TotalCents != 300 {
+		t.Fatalf("state now: %+v %v", now, err)
+	}
+	v1, err := c.StateAsOf(ctx, id, 1, time.Time{})
+	if err != nil || v1.Status != "draft" || len(v1.Items) != 0 {
+		t.Fatalf("state at version 1: %+v %v", v1, err)
+	}
+	then, err := c.StateAsOf(ctx, id, 0, atCreation)
+	if err != nil || then.Status != "draft" || then.TotalCents != 300 {
+		t.Fatalf("state at %s: %+v %v", atCreation, then, err)
+	}
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jetsource/jetsource/client"
+	"github.com/jetsource/jetsource/internal/order"
+)
+
+func cmdSend(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	fs := newFlags("send")
+	id := fs.String("id", "", "command id (default: a new random id)")
+	user := fs.String("user", "", "metadata.userId")
+	correlation := fs.String("correlation", "", "metadata.correlationId")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the result")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if fs.NArg() < 2 || fs.NArg() > 3 {
+		return usagef("want <orderId> <CommandType> [data-json]")
+	}
+	data := []byte(nil)
+	if fs.NArg() == 3 {
+		data = []byte(fs.Arg(2))
+	}
+	cmd, err := order.ParseCommand(fs.Arg(1), data)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	env := client.NewEnvelope(fs.Arg(0), cmd)
+	if *id != "" {
+		env.ID = *id
+	}
+	env.Metadata = client.Metadata{UserID: *user, CorrelationID: *correlation}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	r, sendErr := c.Send(ctx, env)
+	if r.CommandID == "" {
+		return sendErr
+	}
+	if err := printJSON(out, r); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+func cmdHistory(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	fs := newFlags("history")
+	asJSON := fs.Bool("json", false, "print the event envelopes as JSON lines")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return usagef("want <orderId>")
+	}
+	events, err := c.Events(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("order %s has no events", fs.Arg(0))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		for _, e := range events {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tSEQUENCE\tTIME\tTYPE\tDATA\tCOMMAND\tUSER")
+	for _, e := range events {
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.Sequence, e.Metadata.Timestamp.Format(time.RFC3339Nano),
+			e.Type, e.Data, e.Metadata.CausationID, e.Metadata.UserID)
+	}
+	return w.Flush()
+}
+
+func cmdState(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	fs := newFlags("state")
+	version := fs.String("version", "", "state after this version")
+	at := fs.String("at", "", "state as it was at this time (RFC 3339)")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return usagef("want <orderId>")
+	}
+	var v int64
+	if *version != "" {
+		n, err := strconv.ParseInt(*version, 10, 64)
+		if err != nil || n < 1 {
+			return usagef("--version wants a positive integer, got %q", *version)
+		}
+		v = n
+	}
+	var t time.Time
+	if *at != "" {
+		parsed, err := time.Parse(time.RFC3339Nano, *at)
+		if err != nil {
+			return usagef("--at wants an RFC 3339 time such as 2026-11-23T10:00:00Z: %v", err)
+		}
+		t = parsed
+	}
+	s, err := c.StateAsOf(ctx, fs.Arg(0), v, t)
+	if err != nil {
+		return err
+	}
+	if !s.Exists() {
+		return fmt.Errorf("order %s did not exist then", fs.Arg(0))
+	}
+	return printJSON(out, s)
+}
+
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

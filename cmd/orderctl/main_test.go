@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/natstest"
+)
+
+func TestSendHistoryAndState(t *testing.T) {
+	srv, _, js := natstest.Streams(t, natstest.Partitions)
+	svc, err := aggregator.New(js, aggregator.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	t.Setenv("NATS_URL", srv.ClientURL())
+
+	orderctl := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	code, out, errOut := orderctl("send", "--id", "c-1", "--user", "u-1", "ord-9", "CreateOrder", `{"customerId":"cust"}`)
+	if code != 0 || !strings.Contains(out, `"status": "accepted"`) {
+		t.Fatalf("send create: %d %s %s", code, out, errOut)
+	}
+	if code, out, _ := orderctl("send", "ord-9", "AddItem", `{"productId":"sku","quantity":3,"unitPriceCents":250}`); code != 0 {
+		t.Fatalf("send add: %d %s", code, out)
+	}
+	if code, out, _ := orderctl("send", "ord-9", "PayOrder", `{"paymentId":"p","amountCents":1,"method":"card"}`); code != 3 || !strings.Contains(out, "invalid_state") {
+		t.Fatalf("rejected pay: exit %d, output %s", code, out)
+	}
+	if code, _, errOut := orderctl("send", "ord-9", "AddItem", `{"productId":"a.b","quantity":1,"unitPriceCents":1}`); code != 2 || !strings.Contains(errOut, "productId") {
+		t.Fatalf("invalid command: exit %d, %s", code, errOut)
+	}
+	code, out, _ = orderctl("history", "ord-9")
+	if code != 0 || !strings.Contains(out, "OrderCreated") || !strings.Contains(out, "ItemAdded") || !strings.Contains(out, "c-1") {
+		t.Fatalf("history: %d\n%s", code, out)
+	}
+	code, out, _ = orderctl("state", "--version", "1", "ord-9")
+	var state struct {
+		Status     string `json:"status"`
+		TotalCents int64  `json:"totalCents"`
+		Version    int64  `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(out), &state); code != 0 || err != nil || state.Version != 1 || state.TotalCents != 0 {
+		t.Fatalf("state at version 1: %d %s %v", code, out, err)
+	}
+	code, out, _ = orderctl("state", "ord-9")
+	if err := json.Unmarshal([]byte(out), &state); code != 0 || err != nil || state.Version != 2 || state.TotalCents != 750 {
+		t.Fatalf("state now: %d %s %v", code, out, err)
+	}
+	if code, _, _ := orderctl("state", "--at", "yesterday", "ord-9"); code != 2 {
+		t.Fatalf("bad --at: exit %d", code)
+	}
+	if code, _, _ := orderctl("frobnicate"); code != 2 {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+}
