@@ -7,7 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all build test lint bench clean
+.PHONY: all build test lint bench fuzz clean
 
 all: lint test
 
@@ -25,6 +25,11 @@ lint:
 
 bench:
 	$(GO) run ./test/bench
+
+# Searches for command-parsing inputs that break the invariants of FuzzParse;
+# `make test` runs only its seed corpus.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./internal/aggregator
 
 clean:
 	rm -rf $(BIN)

@@ -149,6 +149,30 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 				m["data"] = map[string]any{"productId": "a.b", "quantity": 1, "unitPriceCents": 1}
 			})
 		}, code: es.CodeInvalidCommand, mention: "productId"},
+		{name: "deeply nested JSON", body: func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":` + strings.Repeat(`{"a":`, 20000) + `1` + strings.Repeat(`}`, 20000) + `}`)
+		}, code: es.CodeInvalidCommand},
+		{name: "NaN", body: func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":NaN,"unitPriceCents":1}}`)
+		}, code: es.CodeInvalidCommand, mention: "invalid character"},
+		{name: "Infinity", body: func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":1,"unitPriceCents":Infinity}}`)
+		}, code: es.CodeInvalidCommand},
+		{name: "number beyond 64 bits", body: func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":1,"unitPriceCents":1e400}}`)
+		}, code: es.CodeInvalidCommand, mention: "unitPriceCents"},
+		{name: "hexadecimal number", body: func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":0x10,"unitPriceCents":1}}`)
+		}, code: es.CodeInvalidCommand},
+		{name: "negative zero quantity", body: func(id string) []byte {
+			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":-0,"unitPriceCents":1}}`)
+		}, code: es.CodeInvalidCommand, mention: "quantity"},
+		{name: "subject injection in the product id", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "x.>", "quantity": 1, "unitPriceCents": 1} })
+		}, code: es.CodeInvalidCommand, mention: "productId"},
+		{name: "subject injection in the customer id", subject: es.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["type"] = "CreateOrder"; m["data"] = map[string]any{"customerId": "c\r\nPUB x 1"} })
+		}, code: es.CodeInvalidCommand, mention: "customerId"},
 		{name: "missing field", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a", "quantity": 1} })
 		}, code: es.CodeInvalidCommand},
