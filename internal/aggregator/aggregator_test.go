@@ -168,10 +168,17 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":-0,"unitPriceCents":1}}`)
 		}, code: es.CodeInvalidCommand, mention: "quantity"},
 		{name: "subject injection in the product id", body: func(id string) []byte {
-			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "x.>", "quantity": 1, "unitPriceCents": 1} })
+			return good(func(m map[string]any) {
+				m["id"] = id
+				m["data"] = map[string]any{"productId": "x.>", "quantity": 1, "unitPriceCents": 1}
+			})
 		}, code: es.CodeInvalidCommand, mention: "productId"},
 		{name: "subject injection in the customer id", subject: es.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
-			return good(func(m map[string]any) { m["id"] = id; m["type"] = "CreateOrder"; m["data"] = map[string]any{"customerId": "c\r\nPUB x 1"} })
+			return good(func(m map[string]any) {
+				m["id"] = id
+				m["type"] = "CreateOrder"
+				m["data"] = map[string]any{"customerId": "c\r\nPUB x 1"}
+			})
 		}, code: es.CodeInvalidCommand, mention: "customerId"},
 		{name: "missing field", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a", "quantity": 1} })
