@@ -1,0 +1,250 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/workload"
+)
+
+// TestClusterLeaderFailover runs conditional appends and commands against a
+// 3-node cluster with R3 streams and kills the event stream's leader in the
+// middle: no acknowledged event may be lost, none stored twice, and every
+// command gets exactly one outcome.
+func TestClusterLeaderFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster failover takes seconds")
+	}
+	servers := natstest.Cluster(t, 3)
+	connect := func() (*nats.Conn, jetstream.JetStream) {
+		nc, err := nats.Connect(natstest.URLs(servers), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		return nc, js
+	}
+	_, js := connect()
+	ctx := context.Background()
+	topology := natstest.Topology(natstest.Partitions)
+	topology.Replicas = 3
+	retry(t, 30*time.Second, "create R3 streams", func() error {
+		op, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return es.Setup(op, js, topology)
+	})
+
+	// The aggregator, with its own connection.
+	_, ajs := connect()
+	svc, err := aggregator.New(ajs, aggregator.Config{Partitions: natstest.Partitions, StreamReplicas: 3, LeaseTTL: 3 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	// Raw conditional appends to 8 orders, recording what was acknowledged.
+	store := es.NewStore(js, natstest.Partitions, nil)
+	var mu sync.Mutex
+	acked := map[string][]string{} // order → acknowledged event ids in order
+	appendsDone := make(chan struct{})
+	killAt := make(chan struct{})
+	go func() {
+		defer close(appendsDone)
+		var wg sync.WaitGroup
+		for o := range 8 {
+			wg.Go(func() {
+				id := fmt.Sprintf("raw-%d", o)
+				for v := int64(1); v <= 60; v++ {
+					if v == 20 && o == 0 {
+						close(killAt)
+					}
+					appendOne(t, store, id, v, func(eventID string) {
+						mu.Lock()
+						acked[id] = append(acked[id], eventID)
+						mu.Unlock()
+					})
+				}
+			})
+		}
+		wg.Wait()
+	}()
+
+	// Commands through the aggregator, published with retries: Nats-Msg-Id
+	// makes a retried publish safe.
+	cmds := workload.Waves("cluster", 60)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for _, c := range cmds {
+			retry(t, 30*time.Second, "publish "+c.ID, func() error {
+				op, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				_, err := js.PublishMsg(op, c.Msg())
+				return err
+			})
+		}
+	}()
+
+	<-killAt
+	leader := streamLeader(t, js, es.EventsStream)
+	for _, s := range servers {
+		if s.Name() == leader {
+			t.Logf("killing %s, leader of %s", leader, es.EventsStream)
+			s.Shutdown()
+		}
+	}
+	<-appendsDone
+	<-published
+
+	// Every acknowledged raw append is there, once, in order.
+	for id, ids := range acked {
+		var events []es.Event
+		retry(t, 30*time.Second, "read "+id+" from the leader", func() error {
+			var err error
+			events, err = store.ReadFromLeader(ctx, id, 0)
+			return err
+		})
+		seen := map[string]bool{}
+		for i, e := range events {
+			if e.Version != int64(i+1) || seen[e.ID] {
+				t.Fatalf("%s: event %d (%s) has version %d or is stored twice", id, i, e.ID, e.Version)
+			}
+			seen[e.ID] = true
+		}
+		for _, eid := range ids {
+			if !seen[eid] {
+				t.Fatalf("%s: acknowledged event %s was lost", id, eid)
+			}
+		}
+	}
+	// Every command has one outcome matching the events.
+	results, err := js.Stream(ctx, es.ResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		var r es.Result
+		retry(t, 60*time.Second, "result of "+c.ID, func() error {
+			m, err := results.GetLastMsgForSubject(ctx, es.ResultSubject(c.ID))
+			if err != nil {
+				return err
+			}
+			return json.Unmarshal(m.Data, &r)
+		})
+		if (r.Status == es.StatusAccepted) != c.WantAccepted {
+			t.Fatalf("command %s (%s): %+v %+v", c.ID, c.Type, r, r.Error)
+		}
+	}
+	for i := range 60 {
+		id := fmt.Sprintf("cluster-ord-%d", i)
+		events, err := store.ReadFromLeader(ctx, id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		causes := map[string]bool{}
+		for v, e := range events {
+			if e.Version != int64(v+1) || causes[e.Metadata.CausationID] {
+				t.Fatalf("order %s: event %d version %d, command %s twice?", id, v, e.Version, e.Metadata.CausationID)
+			}
+			causes[e.Metadata.CausationID] = true
+		}
+	}
+}
+
+// appendOne appends version v of order id, retrying through the failover:
+// after an error of unknown outcome it reloads from the leader and accepts
+// its own event if it is there.
+func appendOne(t *testing.T, store *es.Store, id string, v int64, ok func(eventID string)) {
+	ctx := context.Background()
+	e := es.Event{ID: es.NewEventID(), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: v,
+		Data: json.RawMessage(`{}`), Metadata: es.Metadata{Timestamp: es.Time{Time: time.Now()}}}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		op, cancel := context.WithTimeout(ctx, 2*time.Second)
+		events, err := store.ReadFromLeader(op, id, 0)
+		cancel()
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for _, stored := range events {
+			if stored.ID == e.ID {
+				ok(e.ID)
+				return
+			}
+		}
+		if int64(len(events)) != v-1 {
+			t.Errorf("%s: %d events before appending version %d", id, len(events), v)
+			return
+		}
+		var last uint64
+		if len(events) > 0 {
+			last = events[len(events)-1].Sequence
+		}
+		op, cancel = context.WithTimeout(ctx, 2*time.Second)
+		_, err = store.Append(op, id, last, []es.Event{e})
+		cancel()
+		if err == nil {
+			ok(e.ID)
+			return
+		}
+		if !errors.Is(err, es.ErrUnknownOutcome) && !errors.Is(err, es.ErrConflict) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Errorf("%s: version %d not appended within a minute", id, v)
+}
+
+func streamLeader(t *testing.T, js jetstream.JetStream, name string) string {
+	t.Helper()
+	var leader string
+	retry(t, 10*time.Second, "find the leader of "+name, func() error {
+		s, err := js.Stream(context.Background(), name)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return errors.New("no leader yet")
+		}
+		leader = info.Cluster.Leader
+		return nil
+	})
+	return leader
+}
+
+func retry(t *testing.T, within time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
