@@ -34,8 +34,8 @@ func NewRepository(store *es.Store, cfg es.RepositoryConfig) *es.Repository[Aggr
 }
 
 // fold builds Aggregates while loading. The state being loaded is owned by
-// the loader alone, so applying mutates its Commands set in place instead
-// of copying it per event.
+// the loader alone, so applying mutates its items and Commands set in place
+// instead of copying them per event.
 func fold() es.Fold[Aggregate] {
 	return es.Fold[Aggregate]{
 		Zero: func(id string) Aggregate { return Aggregate{Order: order.New(id)} },
@@ -44,7 +44,7 @@ func fold() es.Fold[Aggregate] {
 			if err != nil {
 				return a, err
 			}
-			a.Order = order.Evolve(a.Order, ev)
+			a.Order.Apply(ev)
 			if id := e.Metadata.CausationID; id != "" {
 				if a.Commands == nil {
 					a.Commands = make(map[string]struct{})

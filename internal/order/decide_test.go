@@ -291,3 +291,27 @@ func TestEvolve(t *testing.T) {
 		t.Fatalf("delivered state: %+v", s)
 	}
 }
+
+// TestApplyEqualsEvolve pins the in-place fold to the pure one.
+func TestApplyEqualsEvolve(t *testing.T) {
+	events := []order.Event{created,
+		order.ItemAdded{ProductID: "a", Quantity: 2, UnitPriceCents: 150},
+		order.ItemAdded{ProductID: "b", Quantity: 1, UnitPriceCents: 1000},
+		order.ItemAdded{ProductID: "a", Quantity: 3, UnitPriceCents: 150},
+		order.ItemRemoved{ProductID: "a"},
+		order.ItemAdded{ProductID: "c", Quantity: 7, UnitPriceCents: 3},
+		order.OrderSubmitted{TotalCents: 1021, ItemCount: 2},
+		order.OrderPaid{PaymentID: "p", AmountCents: 1021, Method: "card"},
+		order.OrderShipped{TrackingNumber: "t", Carrier: "c"},
+		order.OrderDelivered{},
+	}
+	pure := order.New("ord-1")
+	inPlace := order.New("ord-1")
+	for i, e := range events {
+		pure = order.Evolve(pure, e)
+		inPlace.Apply(e)
+		if !reflect.DeepEqual(pure, inPlace) {
+			t.Fatalf("after event %d: Evolve %+v, Apply %+v", i, pure, inPlace)
+		}
+	}
+}

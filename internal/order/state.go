@@ -1,5 +1,7 @@
 package order
 
+import "slices"
+
 // Status is where an order is in its lifecycle:
 // draft → submitted → paid → shipped → delivered, or canceled.
 type Status string
@@ -60,28 +62,32 @@ func (s State) itemIndex(productID string) int {
 }
 
 // Evolve applies one event. It is total: events were validated by Decide
-// before they were stored, so it neither checks nor fails.
+// before they were stored, so it neither checks nor fails. It leaves s and
+// the items s shares untouched.
 func Evolve(s State, e Event) State {
+	s.Items = slices.Clone(s.Items)
+	s.Apply(e)
+	return s
+}
+
+// Apply is Evolve in place, for a caller that owns s and its items alone
+// (a loader folding a fresh state): folding n events costs O(n) instead of
+// copying the items per event.
+func (s *State) Apply(e Event) {
 	switch e := e.(type) {
 	case OrderCreated:
 		s.CustomerID, s.Currency, s.Status = e.CustomerID, e.Currency, StatusDraft
 	case ItemAdded:
-		items := make([]Item, len(s.Items), len(s.Items)+1)
-		copy(items, s.Items)
 		if i := s.itemIndex(e.ProductID); i >= 0 {
-			items[i].Quantity += e.Quantity
+			s.Items[i].Quantity += e.Quantity
 		} else {
-			items = append(items, Item(e))
+			s.Items = append(s.Items, Item(e))
 		}
-		s.Items = items
 		s.TotalCents += e.Quantity * e.UnitPriceCents
 	case ItemRemoved:
 		if i := s.itemIndex(e.ProductID); i >= 0 {
-			removed := s.Items[i]
-			items := make([]Item, 0, len(s.Items)-1)
-			items = append(items, s.Items[:i]...)
-			s.Items = append(items, s.Items[i+1:]...)
-			s.TotalCents -= removed.Quantity * removed.UnitPriceCents
+			s.TotalCents -= s.Items[i].Quantity * s.Items[i].UnitPriceCents
+			s.Items = slices.Delete(s.Items, i, i+1)
 		}
 	case OrderSubmitted:
 		s.Status = StatusSubmitted
@@ -95,7 +101,6 @@ func Evolve(s State, e Event) State {
 		s.Status, s.CancelReason = StatusCanceled, e.Reason
 	}
 	s.Version++
-	return s
 }
 
 // Fold applies events in order to s.

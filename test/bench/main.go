@@ -3,7 +3,7 @@
 // (R1, file storage, default fsync interval) and runs the aggregator
 // in-process, so server, service and load generator share the cores.
 //
-//	go run ./test/bench [-orders 10000] [-only aggregator|latency|load]
+//	go run ./test/bench [-orders 10000] [-only aggregator|latency|load] [-cpuprofile FILE]
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -32,9 +33,23 @@ func main() {
 	rate := flag.Int("rate", 1000, "commands per second in the latency run")
 	seconds := flag.Int("seconds", 10, "length of the latency run")
 	only := flag.String("only", "", "run one part: aggregator, latency or load")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*orders, *rate, *seconds, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
