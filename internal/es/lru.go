@@ -72,9 +72,3 @@ func (c *lru[V]) removeIf(match func(key string) bool) {
 		}
 	}
 }
-
-func (c *lru[V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
-}

@@ -202,14 +202,8 @@ func (r *Repository[S]) snapshot(ctx context.Context, aggregateID string, l Load
 	})
 }
 
-// Forget drops an aggregate from the cache.
-func (r *Repository[S]) Forget(aggregateID string) { r.cache.remove(aggregateID) }
-
 // ForgetPartition drops every cached aggregate of a partition, for when
 // another process may have written to it (ownership moved).
 func (r *Repository[S]) ForgetPartition(partition int) {
 	r.cache.removeIf(func(id string) bool { return Partition(id, r.store.partitions) == partition })
 }
-
-// Cached reports how many aggregates are in the cache.
-func (r *Repository[S]) Cached() int { return r.cache.len() }

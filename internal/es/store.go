@@ -49,9 +49,6 @@ func NewStore(js jetstream.JetStream, partitions int, upcasters Upcasters) *Stor
 	return &Store{js: js, partitions: partitions, upcasters: upcasters}
 }
 
-// Partitions is the partition count the store routes by.
-func (s *Store) Partitions() int { return s.partitions }
-
 // Append stores events on the aggregate's subject if the subject's last
 // sequence is still expectedSeq (0: no events yet). Several events go in
 // one atomic batch: all are stored or none. It returns the sequence of the

@@ -16,9 +16,6 @@ const (
 	StatusCanceled  Status = "canceled"
 )
 
-// IsZero reports whether the order does not exist yet.
-func (s Status) IsZero() bool { return s == "" }
-
 // State is an order as its events made it. It is derived only by Evolve;
 // Decide reads it. Values are immutable: Evolve returns a new State and
 // never writes to the Items of the one it was given.
