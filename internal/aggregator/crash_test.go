@@ -30,11 +30,12 @@ func TestCrashBetweenAppendAndAckDuplicatesNothing(t *testing.T) {
 	}
 	js, _ := jetstream.New(nc)
 	crashed := make(chan struct{})
-	stopDoomed := h.runOn(js, aggregator.Config{}, func(point, commandID string) {
+	stopDoomed := h.runOn(js, aggregator.Config{}, func(point, commandID string) error {
 		if point == "appended" && commandID == create.ID {
 			nc.Close()
 			close(crashed)
 		}
+		return nil
 	})
 	body, _ := json.Marshal(create)
 	h.publish(es.CommandSubject(orderID, create.Type), create.ID, body)
@@ -72,10 +73,11 @@ func TestPanickingCommandIsRejectedAndThePartitionGoesOn(t *testing.T) {
 	h.stop()
 	orderID := newID("ord")
 	poison := newID("poison")
-	h.stop = h.runOn(h.js, aggregator.Config{}, func(point, commandID string) {
+	h.stop = h.runOn(h.js, aggregator.Config{}, func(point, commandID string) error {
 		if point == "decide" && commandID == poison {
 			panic("boom")
 		}
+		return nil
 	})
 	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: orderID, Data: map[string]any{"customerId": "c"}}))
 	bad := h.send(cmd{ID: poison, Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 1}})
@@ -83,5 +85,29 @@ func TestPanickingCommandIsRejectedAndThePartitionGoesOn(t *testing.T) {
 	r := accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "b", "quantity": 1, "unitPriceCents": 1}}))
 	if r.Version != 2 {
 		t.Fatalf("command after the poison at version %d", r.Version)
+	}
+}
+
+// TestLostAppendAcknowledgementIsVerifiedNotRetriedBlindly stores a
+// command's events but reports the append's outcome as unknown, as a lost
+// acknowledgement would: the aggregator must find its own events and not
+// append them again.
+func TestLostAppendAcknowledgementIsVerifiedNotRetriedBlindly(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	h.stop()
+	orderID := newID("ord")
+	lost := map[string]bool{}
+	h.stop = h.runOn(h.js, aggregator.Config{}, func(point, commandID string) error {
+		if point == "appended" && !lost[commandID] {
+			lost[commandID] = true
+			return fmt.Errorf("publish ack: %w", es.ErrUnknownOutcome)
+		}
+		return nil
+	})
+	create := accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: orderID, Data: map[string]any{"customerId": "c"}}))
+	add := accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 1}}))
+	events := h.events(orderID)
+	if len(events) != 2 || create.Version != 1 || add.Version != 2 || add.EventIDs[0] != events[1].ID {
+		t.Fatalf("after lost acknowledgements: %d events, results %+v %+v", len(events), create, add)
 	}
 }

@@ -26,14 +26,17 @@ type handler struct {
 	obs        Observer
 	tracer     trace.Tracer
 	// hook, if set, is called at named points of handling; tests use it to
-	// inject crashes and panics where production code has no seam.
-	hook func(point, commandID string)
+	// inject crashes, panics and lost acknowledgements where production
+	// code has no seam. An error returned at "appended" replaces the
+	// append's success.
+	hook func(point, commandID string) error
 }
 
-func (h *handler) at(point, commandID string) {
-	if h.hook != nil {
-		h.hook(point, commandID)
+func (h *handler) at(point, commandID string) error {
+	if h.hook == nil {
+		return nil
 	}
+	return h.hook(point, commandID)
 }
 
 // outcome is a command's result and where to publish it.
@@ -90,7 +93,10 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 		if l.State.handled(in.commandID) {
 			return h.replayAccepted(ctx, in)
 		}
-		h.at("decide", in.commandID)
+		if attempt > h.maxRetries {
+			return rejected(in, fmt.Errorf("%w: other appends to order %s won %d times in a row", errConflict, orderID, attempt)), nil
+		}
+		_ = h.at("decide", in.commandID)
 		decided, err := order.Decide(l.State.Order, in.cmd)
 		if err != nil {
 			if verified {
@@ -117,13 +123,15 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 		appendCtx, span := h.tracer.Start(ctx, "append events", trace.WithAttributes(
 			attribute.String("jetsource.order_id", orderID), attribute.Int("jetsource.events", len(events))))
 		appended, err := h.repo.Append(appendCtx, orderID, l, events, l.State.next(in.commandID, decided))
+		if err == nil {
+			err = h.at("appended", in.commandID)
+		}
 		if err != nil {
 			span.RecordError(err)
 		}
 		span.End()
 		h.obs.Append(time.Since(started), err)
 		if err == nil {
-			h.at("appended", in.commandID)
 			if appended.SnapshotErr != nil {
 				h.log.Warn("snapshot failed", "order_id", orderID, "error", appended.SnapshotErr)
 			}
@@ -134,10 +142,7 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 		}
 		// Another writer won, or the append may have been stored: reload what
 		// the stream leader has and decide again. If our events made it, the
-		// reloaded state says so.
-		if attempt >= h.maxRetries {
-			return rejected(in, fmt.Errorf("%w: gave up after %d attempts: %v", errConflict, attempt+1, err)), nil
-		}
+		// reloaded state says so, before any retry limit applies.
 		h.obs.Retry()
 		if l, err = h.repo.Reload(ctx, orderID); err != nil {
 			return outcome{}, fmt.Errorf("reload order %s: %w", orderID, err)

@@ -51,7 +51,7 @@ func (h *harness) run(cfg aggregator.Config) func() {
 }
 
 // runOn starts an aggregator on its own JetStream handle with a test hook.
-func (h *harness) runOn(js jetstream.JetStream, cfg aggregator.Config, hook func(point, commandID string)) func() {
+func (h *harness) runOn(js jetstream.JetStream, cfg aggregator.Config, hook func(point, commandID string) error) func() {
 	h.t.Helper()
 	cfg.Partitions = natstest.Partitions
 	if cfg.LeaseTTL == 0 {
