@@ -100,6 +100,12 @@ func (r *Repository[S]) Reload(ctx context.Context, aggregateID string) (Loaded[
 
 func (r *Repository[S]) loadCold(ctx context.Context, aggregateID string) (Loaded[S], error) {
 	l := Loaded[S]{State: r.fold.Zero(aggregateID)}
+	// One direct get of the newest event answers the commonest cold load,
+	// a new aggregate, and tells whether a snapshot is current.
+	last, err := r.store.lastSequence(ctx, aggregateID)
+	if err != nil || last == 0 {
+		return l, err
+	}
 	if r.cfg.SnapshotEvery > 0 {
 		// A snapshot is only a shortcut: if it is missing, unreadable or of
 		// another schema, fold all events instead.
@@ -109,6 +115,9 @@ func (r *Repository[S]) loadCold(ctx context.Context, aggregateID string) (Loade
 				l = Loaded[S]{State: s, Version: snap.Version, Sequence: snap.Sequence}
 			}
 		}
+	}
+	if l.Sequence == last {
+		return l, nil
 	}
 	events, err := r.store.Read(ctx, aggregateID, l.Sequence)
 	if err != nil {

@@ -174,6 +174,19 @@ func (s *Store) LastSequence(ctx context.Context, aggregateID string) (uint64, e
 	return m.Sequence, nil
 }
 
+// lastSequence is the sequence of the aggregate's newest event by direct
+// get: cheap, but on a replicated stream possibly behind LastSequence.
+func (s *Store) lastSequence(ctx context.Context, aggregateID string) (uint64, error) {
+	m, err := directLastMsg(ctx, s.js, EventsStream, EventSubject(aggregateID, s.partitions))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("newest event of %s: %w", aggregateID, err)
+	}
+	return m.Sequence, nil
+}
+
 // ReadFromLeader returns the aggregate's events after afterSeq as the
 // stream leader has them, one get per event. It is the slow, exact path for
 // checks after an ambiguous append, when a follower may lag.
