@@ -7,7 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all build test lint bench clean
+.PHONY: all build test lint bench images clean
 
 all: lint test
 
@@ -25,6 +25,11 @@ lint:
 
 bench:
 	$(GO) run ./test/bench
+
+# Container images (needs Docker with BuildKit); see docs/operations.md.
+images:
+	docker build -f deploy/Dockerfile --build-arg BINARY=aggregator -t jetsource/aggregator:dev .
+	docker build -f deploy/Dockerfile --build-arg BINARY=projector -t jetsource/projector:dev .
 
 clean:
 	rm -rf $(BIN)
