@@ -43,12 +43,12 @@ func deploymentName(projection string) string {
 var (
 	sharedEnv = []string{
 		"NATS_URL", "NATS_CREDS", "NATS_TLS_CERT", "NATS_TLS_KEY", "NATS_TLS_CA",
-		"JETSOURCE_PARTITIONS", "LOG_LEVEL", "METRICS_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT",
+		"JETSOURCE_PARTITIONS", "LOG_LEVEL", "METRICS_ADDR", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 	}
 	aggregatorEnv = append(slices.Clone(sharedEnv),
 		"JETSOURCE_REPLICAS", "JETSOURCE_RESULTS_MAX_AGE", "JETSOURCE_DUPLICATE_WINDOW",
 		"AGGREGATOR_CACHE_SIZE", "AGGREGATOR_SNAPSHOT_EVERY", "AGGREGATOR_MAX_RETRIES",
-		"AGGREGATOR_ACK_WAIT", "AGGREGATOR_DRAIN_TIMEOUT",
+		"AGGREGATOR_ACK_WAIT", "AGGREGATOR_DRAIN_TIMEOUT", "AGGREGATOR_REPLICA_ID", "AGGREGATOR_LEASE_TTL",
 	)
 	projectorEnv = append(slices.Clone(sharedEnv),
 		"PROJECTOR_PROJECTION", "DATABASE_URL", "JETSOURCE_SCHEMA",
@@ -113,8 +113,9 @@ func drainTimeout(t *testing.T, where string, env map[string]string) time.Durati
 }
 
 // TestEnvCatalogueMatchesSource keeps the catalogue above (and so the docs
-// and manifests) in step with the envconfig tags the binaries declare. A
-// binary not in this tree yet (cmd/projector) is checked once it lands.
+// and manifests) in step with the envconfig tags a binary declares, in its
+// cmd/ package and the module packages that package imports (natsconn,
+// tracing, ...). A binary not in this tree yet is checked once it lands.
 func TestEnvCatalogueMatchesSource(t *testing.T) {
 	for _, binary := range []string{"aggregator", "projector"} {
 		dir := filepath.Join("..", "cmd", binary)
@@ -122,7 +123,7 @@ func TestEnvCatalogueMatchesSource(t *testing.T) {
 			t.Logf("%s not in this tree; its variables are checked against the catalogue only", dir)
 			continue
 		}
-		tags := envconfigTags(t, dir, filepath.Join("..", "internal", "natsconn"))
+		tags := envconfigTags(t, dir)
 		if len(tags) == 0 {
 			t.Errorf("no envconfig tags found for %s", binary)
 		}
@@ -134,13 +135,15 @@ func TestEnvCatalogueMatchesSource(t *testing.T) {
 	}
 }
 
+const modulePath = "github.com/jetsource/jetsource/"
+
 // envconfigTags returns the envconfig struct tags declared in the non-test
-// Go files of dirs.
-func envconfigTags(t *testing.T, dirs ...string) []string {
+// Go files of the package in dir and of the module packages it imports.
+func envconfigTags(t *testing.T, dir string) []string {
 	t.Helper()
 	var names []string
 	fset := token.NewFileSet()
-	for _, dir := range dirs {
+	parse := func(dir string) (imports []string) {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)
@@ -152,6 +155,11 @@ func envconfigTags(t *testing.T, dirs ...string) []string {
 			f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
 			if err != nil {
 				t.Fatal(err)
+			}
+			for _, imp := range f.Imports {
+				if p, err := strconv.Unquote(imp.Path.Value); err == nil && strings.HasPrefix(p, modulePath) {
+					imports = append(imports, strings.TrimPrefix(p, modulePath))
+				}
 			}
 			ast.Inspect(f, func(n ast.Node) bool {
 				field, ok := n.(*ast.Field)
@@ -168,6 +176,10 @@ func envconfigTags(t *testing.T, dirs ...string) []string {
 				return true
 			})
 		}
+		return imports
+	}
+	for _, pkg := range parse(dir) {
+		parse(filepath.Join("..", filepath.FromSlash(pkg)))
 	}
 	return names
 }
@@ -178,7 +190,9 @@ func TestOperationsDocCoversEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range append(slices.Clone(aggregatorEnv), projectorEnv...) {
+	names := append(slices.Clone(aggregatorEnv), projectorEnv...)
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
 		if !strings.Contains(string(doc), "`"+name+"`") {
 			t.Errorf("docs/operations.md does not document `%s`", name)
 		}

@@ -275,6 +275,9 @@ func (o *objects) checkWorkloads(t *testing.T, v variant) {
 
 		checkProbe(t, where+" liveness", c, c.LivenessProbe, "/healthz")
 		checkProbe(t, where+" readiness", c, c.ReadinessProbe, "/readyz")
+		if c.StartupProbe != nil {
+			checkProbe(t, where+" startup", c, c.StartupProbe, "/healthz")
+		}
 
 		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 			req, okReq := c.Resources.Requests[res]
@@ -427,8 +430,10 @@ func (o *objects) env(t *testing.T, where string, v variant, c corev1.Container)
 				continue
 			}
 			env[e.Name] = cm.Data[ref.Key]
+		case e.ValueFrom.FieldRef != nil:
+			env[e.Name] = "fieldRef:" + e.ValueFrom.FieldRef.FieldPath
 		default:
-			env[e.Name] = "fieldRef"
+			env[e.Name] = "resourceFieldRef"
 		}
 	}
 	return env
@@ -446,6 +451,10 @@ func (o *objects) checkAggregator(t *testing.T, v variant) {
 	env := o.envs[d.Name]
 	if got := env["JETSOURCE_REPLICAS"]; got != v.streamReplicas {
 		t.Errorf("%s: JETSOURCE_REPLICAS=%q, want %q", where, got, v.streamReplicas)
+	}
+	// Replicas that share an id would hold each other's partition leases.
+	if id, ok := env["AGGREGATOR_REPLICA_ID"]; ok && id != "fieldRef:metadata.name" {
+		t.Errorf("%s: AGGREGATOR_REPLICA_ID=%q is not unique per pod; use the pod name (fieldRef metadata.name) or leave it unset", where, id)
 	}
 	if len(o.pdbsFor(d)) != 1 {
 		t.Errorf("%s: want exactly one PodDisruptionBudget, got %d", where, len(o.pdbsFor(d)))
