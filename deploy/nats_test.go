@@ -1,0 +1,155 @@
+package deploy_test
+
+import (
+	"encoding/json"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/mod/modfile"
+	"sigs.k8s.io/yaml"
+)
+
+const natsConf = "nats/jetsource.conf"
+
+// clusterNodes are the server names and route hosts of the three-node
+// cluster; compose.yaml names its NATS services the same.
+var clusterNodes = []string{"nats-0", "nats-1", "nats-2"}
+
+// TestNATSClusterConfig parses and validates jetsource.conf with
+// nats-server's own code, as each of the three nodes would load it.
+func TestNATSClusterConfig(t *testing.T) {
+	for _, node := range clusterNodes {
+		t.Setenv("SERVER_NAME", node)
+		opts, err := server.ProcessConfigFile(natsConf)
+		if err != nil {
+			t.Fatalf("%s as %s: %v", natsConf, node, err)
+		}
+		if opts.ServerName != node {
+			t.Errorf("%s: server_name %q, want %q from SERVER_NAME", node, opts.ServerName, node)
+		}
+		if !opts.JetStream || opts.StoreDir == "" {
+			t.Errorf("%s: JetStream must be enabled with a store_dir", node)
+		}
+		if !opts.SyncAlways {
+			t.Errorf("%s: jetstream sync_interval must be always", node)
+		}
+		if opts.Port != 4222 || opts.HTTPPort != 8222 || opts.Cluster.Port != 6222 {
+			t.Errorf("%s: ports client %d, monitoring %d, cluster %d; want 4222, 8222, 6222", node, opts.Port, opts.HTTPPort, opts.Cluster.Port)
+		}
+		if opts.Cluster.Name == "" {
+			t.Errorf("%s: the cluster needs a name", node)
+		}
+		var hosts []string
+		for _, r := range opts.Routes {
+			hosts = append(hosts, r.Hostname())
+			if r.Port() != "6222" {
+				t.Errorf("%s: route %s is not on the cluster port 6222", node, r)
+			}
+		}
+		slices.Sort(hosts)
+		if !slices.Equal(hosts, clusterNodes) {
+			t.Errorf("%s: routes to %v, want the three nodes %v", node, hosts, clusterNodes)
+		}
+		if opts.MaxPayload < 64*1024 {
+			t.Errorf("%s: max_payload %d is below the 64 KiB command limit", node, opts.MaxPayload)
+		}
+
+		// NewServer runs the server's option validation (cluster, JetStream,
+		// limits) without listening or touching the store.
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("%s: nats-server rejects the configuration: %v", node, err)
+		}
+		s.Shutdown()
+	}
+}
+
+// TestNATSHelmValues: values.yaml is YAML for the official chart (1.x)
+// describing a three-replica JetStream cluster on PVCs with fsync on every
+// write; the jetstream merge block must be valid server configuration, and
+// the image the nats-server version this module's tests run.
+func TestNATSHelmValues(t *testing.T) {
+	data, err := os.ReadFile("nats/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.UnmarshalStrict(data, &values); err != nil {
+		t.Fatalf("values.yaml: %v", err)
+	}
+	get := func(path string) any {
+		var v any = values
+		for _, key := range strings.Split(path, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[key]
+		}
+		return v
+	}
+	for path, want := range map[string]any{
+		"config.cluster.enabled":                 true,
+		"config.cluster.replicas":                float64(3),
+		"config.jetstream.enabled":               true,
+		"config.jetstream.fileStore.enabled":     true,
+		"config.jetstream.fileStore.pvc.enabled": true,
+		"config.jetstream.memoryStore.enabled":   false,
+		"config.jetstream.merge.sync_interval":   "always",
+		"config.monitor.enabled":                 true,
+		"config.monitor.port":                    float64(8222),
+		"container.image.tag":                    natsServerVersion(t) + "-alpine",
+	} {
+		if got := get(path); got != want {
+			t.Errorf("values.yaml %s = %v (%T), want %v", path, got, got, want)
+		}
+	}
+	// Keyed by topology key, which contains dots.
+	spread, _ := get("podTemplate.topologySpreadConstraints").(map[string]any)
+	if _, ok := spread["kubernetes.io/hostname"]; !ok {
+		t.Error("values.yaml: NATS pods must spread over nodes (podTemplate.topologySpreadConstraints.kubernetes.io/hostname)")
+	}
+
+	// The chart renders config.jetstream.merge into the server's jetstream
+	// block; NATS configuration is a superset of JSON.
+	merge, _ := get("config.jetstream.merge").(map[string]any)
+	js := map[string]any{"store_dir": t.TempDir()}
+	for k, v := range merge {
+		js[k] = v
+	}
+	conf, err := json.Marshal(map[string]any{"jetstream": js})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts server.Options
+	if err := opts.ProcessConfigString(string(conf)); err != nil {
+		t.Fatalf("config.jetstream.merge is not valid server configuration: %v", err)
+	}
+	if !opts.SyncAlways {
+		t.Error("config.jetstream.merge does not turn on SyncAlways")
+	}
+}
+
+// natsServerVersion is the nats-server version this module builds and
+// tests against, from go.mod (v-less, e.g. 2.14.9).
+func natsServerVersion(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := modfile.ParseLax("go.mod", data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range mod.Require {
+		if req.Mod.Path == "github.com/nats-io/nats-server/v2" {
+			return strings.TrimPrefix(req.Mod.Version, "v")
+		}
+	}
+	t.Fatal("go.mod does not require nats-server")
+	return ""
+}
