@@ -106,10 +106,6 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := setupStreams(ctx, js, cfg.topology(), log); err != nil {
-		return err
-	}
-
 	tp, stopTracing, err := tracing.Provider(ctx, cfg.Exporter, "jetsource-aggregator")
 	if err != nil {
 		return err
@@ -137,16 +133,25 @@ func run(ctx context.Context) error {
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	opsDone := make(chan error, 1)
 	go func() { opsDone <- ops.Serve(opsCtx) }()
+	defer func() {
+		// The ops server outlives the drain so probes and scrapes see it.
+		stopOps()
+		if err := <-opsDone; err != nil {
+			log.Warn("ops server", "error", err)
+		}
+	}()
 
+	// Liveness is served from here on; readiness waits for the streams.
+	if err := setupStreams(ctx, js, cfg.topology(), log); err != nil {
+		return err
+	}
 	log.Info("aggregator started", "nats", nc.ConnectedUrlRedacted(), "partitions", cfg.Partitions, "metrics", ops.Addr())
 	err = svc.Run(ctx)
 	log.Info("aggregator stopped", "error", err)
 	if err := nc.Drain(); err != nil {
 		log.Warn("drain nats connection", "error", err)
 	}
-	// The ops server outlives the drain so probes and scrapes see it.
-	stopOps()
-	return errors.Join(err, <-opsDone)
+	return err
 }
 
 // setupStreams creates or updates the streams, retrying while NATS is not
