@@ -47,7 +47,7 @@ func (a *Admin) Lag(ctx context.Context, projection string) ([]PartitionLag, err
 	for p := range out {
 		cp := cps[p]
 		l := PartitionLag{Projection: projection, Partition: p, Cursor: cp.LastSequence, LastEventAt: cp.LastEventAt}
-		if l.EventsBehind, err = eventsBehind(ctx, stream, projection, p, cp.LastSequence); err != nil {
+		if l.EventsBehind, err = eventsBehind(ctx, stream, ConsumerName(a.cfg.Schema, projection, p), p, cp.LastSequence); err != nil {
 			return nil, fmt.Errorf("lag of %s partition %d: %w", projection, p, err)
 		}
 		next, err := stream.GetMsg(ctx, cp.LastSequence+1, jetstream.WithGetMsgSubject(es.EventPartitionFilter(p)))
@@ -64,8 +64,8 @@ func (a *Admin) Lag(ctx context.Context, projection string) ([]PartitionLag, err
 	return out, nil
 }
 
-func eventsBehind(ctx context.Context, stream jetstream.Stream, projection string, p int, cursor uint64) (uint64, error) {
-	c, err := stream.Consumer(ctx, consumerName(projection, p))
+func eventsBehind(ctx context.Context, stream jetstream.Stream, consumer string, p int, cursor uint64) (uint64, error) {
+	c, err := stream.Consumer(ctx, consumer)
 	if err == nil {
 		info := c.CachedInfo()
 		return info.NumPending + uint64(info.NumAckPending), nil

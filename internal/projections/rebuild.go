@@ -109,7 +109,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 	// A consumer left by an earlier rebuild would report its old progress
 	// until the new worker resets it.
 	for part := range a.cfg.Partitions {
-		if err := a.deleteConsumer(ctx, rebuildConsumerName(name, part)); err != nil {
+		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, name, part)); err != nil {
 			return RebuildProgress{}, fmt.Errorf("rebuild %s: delete old consumer: %w", name, err)
 		}
 	}
@@ -122,7 +122,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		js:           a.js,
 		projection:   p,
 		target:       newTarget(shadowSchema(a.cfg.Schema, name), name),
-		consumerName: rebuildConsumerName,
+		consumerName: func(part int) string { return rebuildConsumerName(a.cfg.Schema, name, part) },
 		inactive:     10 * time.Minute,
 		batchSize:    opts.BatchSize,
 		batchWait:    opts.BatchWait,
@@ -199,7 +199,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		return progress(0, false), fmt.Errorf("rebuild %s: swap: %w", name, err)
 	}
 	for part := range a.cfg.Partitions {
-		if err := a.deleteConsumer(ctx, rebuildConsumerName(name, part)); err != nil {
+		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, name, part)); err != nil {
 			log.Warn("cannot delete rebuild consumer", "partition", part, "error", err)
 		}
 	}
@@ -217,7 +217,7 @@ func (a *Admin) shadowPending(ctx context.Context, projection string) (uint64, e
 	}
 	var pending uint64
 	for p := range a.cfg.Partitions {
-		c, err := stream.Consumer(ctx, rebuildConsumerName(projection, p))
+		c, err := stream.Consumer(ctx, rebuildConsumerName(a.cfg.Schema, projection, p))
 		if err != nil {
 			return 0, err
 		}

@@ -120,7 +120,7 @@ func TestRebuildSwapsInIdenticalTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p := range natstest.Partitions {
-		if _, err := stream.Consumer(ctx, fmt.Sprintf("rebuild_order_summary_%d", p)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, err := stream.Consumer(ctx, fmt.Sprintf("rebuild_jetsource_order_summary_%d", p)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Errorf("rebuild consumer of partition %d: %v; want it deleted", p, err)
 		}
 	}

@@ -252,7 +252,7 @@ func (o *owner) workerConfig() workerConfig {
 		js:           o.js,
 		projection:   o.cfg.Projection,
 		target:       o.target,
-		consumerName: consumerName,
+		consumerName: func(p int) string { return ConsumerName(o.cfg.Schema, o.target.projection, p) },
 		batchSize:    o.cfg.BatchSize,
 		batchWait:    o.cfg.BatchWait,
 		maxAttempts:  o.cfg.MaxAttempts,

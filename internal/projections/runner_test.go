@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -67,6 +68,17 @@ func TestReadModelsMatchTheEvents(t *testing.T) {
 			if l.EventsBehind != 0 || l.SecondsBehind != 0 || l.Cursor != last[l.Partition] || l.LastEventAt.IsZero() {
 				t.Errorf("%s lag after catching up: %+v; want cursor %d and nothing behind", name, l, last[l.Partition])
 			}
+		}
+	}
+	stream, err := e.js.Stream(context.Background(), es.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range natstest.Partitions {
+		name := projections.ConsumerName(schema, readmodel.NameOrderSummary, p)
+		c, err := stream.Consumer(context.Background(), name)
+		if err != nil || c.CachedInfo().Config.FilterSubject != es.EventPartitionFilter(p) {
+			t.Errorf("consumer %s: %v", name, err)
 		}
 	}
 	if letters, err := e.admin.DeadLetters(context.Background(), projections.DeadLetterQuery{}); err != nil || len(letters) > 0 {

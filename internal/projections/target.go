@@ -90,10 +90,14 @@ func (f fence) args() []any {
 	return []any{int64(uint32(f.class)), int64(uint32(f.key)), int32(f.pid)}
 }
 
-func consumerName(projection string, partition int) string {
-	return "projector_" + projection + "_" + strconv.Itoa(partition)
+// ConsumerName is the durable consumer through which the runners of a
+// projection read one partition. The schema is part of it, so deployments
+// with different schemas on one NATS account do not share consumers.
+func ConsumerName(schema, projection string, partition int) string {
+	return "projector_" + schema + "_" + projection + "_" + strconv.Itoa(partition)
 }
 
-func rebuildConsumerName(projection string, partition int) string {
-	return "rebuild_" + projection + "_" + strconv.Itoa(partition)
+// rebuildConsumerName is the consumer of a rebuild's partition.
+func rebuildConsumerName(schema, projection string, partition int) string {
+	return "rebuild_" + schema + "_" + projection + "_" + strconv.Itoa(partition)
 }

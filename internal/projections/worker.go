@@ -36,7 +36,7 @@ type workerConfig struct {
 	js           jetstream.JetStream
 	projection   Projection
 	target       target
-	consumerName func(projection string, partition int) string
+	consumerName func(partition int) string
 	// inactive deletes an abandoned consumer after this long; 0 keeps it.
 	inactive    time.Duration
 	batchSize   int
@@ -113,7 +113,7 @@ func (w *worker) session(stop, kill context.Context) error {
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", es.EventsStream, err)
 	}
-	name := w.consumerName(w.target.projection, w.partition)
+	name := w.consumerName(w.partition)
 	cons, err := stream.CreateOrUpdateConsumer(kill, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "projection " + w.target.projection + " in schema " + w.target.schema,
