@@ -37,8 +37,8 @@ type summary struct {
 	lines map[string]bool
 }
 
-// Apply loads the rows of the orders the batch continues, folds every
-// event into them in memory and writes each changed order and line once.
+// Apply loads the rows of the batch's orders, folds every event into them
+// in memory and writes each changed order and line once.
 func (OrderSummary) Apply(ctx context.Context, tx pgx.Tx, events []es.Event) error {
 	evs, err := parse(events)
 	if err != nil {
@@ -46,22 +46,17 @@ func (OrderSummary) Apply(ctx context.Context, tx pgx.Tx, events []es.Event) err
 	}
 	rows := make(map[string]*summary)
 	// ids keeps the orders in the order they first appear, so that the
-	// writes are deterministic.
-	var ids, load []string
+	// writes are deterministic. Orders created in the batch are looked up
+	// too: a row already there means the creation is a repeat.
+	var ids []string
 	for _, e := range evs {
-		if _, seen := rows[e.AggregateID]; seen {
-			continue
-		}
-		rows[e.AggregateID] = nil
-		ids = append(ids, e.AggregateID)
-		if e.Version > 1 {
-			load = append(load, e.AggregateID)
+		if _, seen := rows[e.AggregateID]; !seen {
+			rows[e.AggregateID] = nil
+			ids = append(ids, e.AggregateID)
 		}
 	}
-	if len(load) > 0 {
-		if err := loadSummaries(ctx, tx, load, rows); err != nil {
-			return err
-		}
+	if err := loadSummaries(ctx, tx, ids, rows); err != nil {
+		return err
 	}
 	for _, e := range evs {
 		s := rows[e.AggregateID]
