@@ -60,13 +60,17 @@ func (r *Runner) Ready() bool {
 	return r.isRunning.Load() && beat > 0 && time.Since(time.Unix(0, beat)) < 3*r.cfg.Heartbeat
 }
 
+// ErrAlreadyRunning means Run was called on a runner that is running.
+var ErrAlreadyRunning = errors.New("runner is already running")
+
 // Run projects until ctx is canceled, then drains: it stops fetching, lets
 // each partition finish and commit its batch (within DrainTimeout), releases
-// the partitions and leaves the replica table. It returns nil after a
-// drain, or an error if it could not run at all.
+// the partitions and leaves the replica table, and returns nil. Failures
+// of Postgres or NATS while it runs are logged and retried, not returned:
+// Ready reports them.
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.isRunning.CompareAndSwap(false, true) {
-		return errors.New("runner is already running")
+		return ErrAlreadyRunning
 	}
 	defer r.isRunning.Store(false)
 	o := &owner{Runner: r, held: map[int]*partitionRun{}, exited: make(chan struct{}, 1)}
@@ -114,12 +118,14 @@ func (o *owner) tick(ctx context.Context) {
 			return
 		}
 	}
+	changed := false
 	for p, run := range o.held {
 		select {
 		case <-run.done:
 			log.Warn("partition stopped; releasing it", "partition", p, "error", run.err)
 			delete(o.held, p)
 			o.unlock(ctx, p)
+			changed = true
 		default:
 		}
 	}
@@ -136,7 +142,6 @@ func (o *owner) tick(ctx context.Context) {
 	}
 	o.lastBeat.Store(time.Now().UnixNano())
 	share := (o.cfg.Partitions + live - 1) / live
-	changed := false
 	if extra := len(o.held) - share; extra > 0 {
 		o.release(ctx, o.pickRelease(extra))
 		changed = true
@@ -147,8 +152,10 @@ func (o *owner) tick(ctx context.Context) {
 		}
 		var ok bool
 		if err := o.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.class, int32(p)).Scan(&ok); err != nil {
-			log.Error("lock session lost while taking partitions", "error", err)
-			o.loseAll()
+			if ctx.Err() == nil {
+				log.Error("lock session lost while taking partitions", "error", err)
+				o.loseAll()
+			}
 			return
 		}
 		if ok {

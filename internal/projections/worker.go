@@ -73,21 +73,25 @@ type item struct {
 
 // run consumes the partition until stop is canceled (it finishes the batch
 // in hand first) or kill is (it abandons it). It returns errLostLock if the
-// replica lost the partition; other failures restart the partition from
-// its cursor after a pause.
+// replica lost the partition; on anything else it restarts the partition
+// from its cursor, at once the first time and then with a growing pause,
+// so a restart loop cannot hammer NATS and Postgres.
 func (w *worker) run(stop, kill context.Context) error {
-	delay := 100 * time.Millisecond
+	var delay time.Duration
 	for {
+		began := time.Now()
 		err := w.session(stop, kill)
+		if time.Since(began) > time.Minute {
+			delay = 0
+		}
 		switch {
 		case stop.Err() != nil || kill.Err() != nil:
 			return nil
 		case errors.Is(err, errLostLock):
 			return err
 		case errors.Is(err, errStale), errors.Is(err, errDelivery):
-			w.log.Info("restarting partition from its checkpoint", "partition", w.partition, "reason", err)
-			continue
-		case err != nil:
+			w.log.Info("restarting partition from its checkpoint", "partition", w.partition, "reason", err, "after", delay)
+		default:
 			w.log.Warn("partition failed; restarting from its checkpoint", "partition", w.partition, "error", err, "after", delay)
 		}
 		select {
@@ -95,7 +99,7 @@ func (w *worker) run(stop, kill context.Context) error {
 			return nil
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 5*time.Second)
+		delay = min(max(2*delay, 100*time.Millisecond), 5*time.Second)
 	}
 }
 
