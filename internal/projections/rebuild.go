@@ -155,12 +155,15 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 	}
 
 	start := time.Now()
-	progress := func(pending uint64, swapped bool) RebuildProgress {
+	snapshot := func(pending uint64, swapped bool) RebuildProgress {
 		pr := RebuildProgress{Projection: name, Done: done.Load(), Elapsed: time.Since(start), Swapped: swapped}
 		pr.Total = pr.Done + pending
 		if s := pr.Elapsed.Seconds(); s > 0 {
 			pr.Rate = float64(pr.Done) / s
 		}
+		return pr
+	}
+	report := func(pr RebuildProgress) RebuildProgress {
 		if opts.Progress != nil {
 			opts.Progress(pr)
 		}
@@ -172,22 +175,22 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		select {
 		case <-ctx.Done():
 			stopAll()
-			return progress(0, false), ctx.Err()
+			return snapshot(0, false), ctx.Err()
 		case err := <-failures:
 			stopAll()
-			return progress(0, false), fmt.Errorf("rebuild %s: %w", name, err)
+			return snapshot(0, false), fmt.Errorf("rebuild %s: %w", name, err)
 		case <-tick.C:
 		}
 		if err := lock.Ping(ctx); err != nil {
 			stopAll()
-			return progress(0, false), fmt.Errorf("rebuild %s: lock session lost: %w", name, err)
+			return snapshot(0, false), fmt.Errorf("rebuild %s: lock session lost: %w", name, err)
 		}
 		pending, err := a.shadowPending(ctx, name)
 		if err != nil {
 			log.Warn("cannot read rebuild progress", "error", err)
 			continue
 		}
-		progress(pending, false)
+		report(snapshot(pending, false))
 		ready := true
 		for i := range started {
 			ready = ready && started[i].Load()
@@ -196,14 +199,14 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 	}
 	stopAll()
 	if err := a.swap(ctx, p, f); err != nil {
-		return progress(0, false), fmt.Errorf("rebuild %s: swap: %w", name, err)
+		return snapshot(0, false), fmt.Errorf("rebuild %s: swap: %w", name, err)
 	}
 	for part := range a.cfg.Partitions {
 		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, name, part)); err != nil {
 			log.Warn("cannot delete rebuild consumer", "partition", part, "error", err)
 		}
 	}
-	pr := progress(0, true)
+	pr := report(snapshot(0, true))
 	log.Info("rebuild swapped in", "events", pr.Done, "elapsed", pr.Elapsed, "rate", pr.Rate)
 	return pr, nil
 }
