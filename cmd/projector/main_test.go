@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/order"
+	"github.com/jetsource/jetsource/internal/pgtest"
+)
+
+var cluster *pgtest.Cluster
+
+func TestMain(m *testing.M) {
+	c, stop, err := pgtest.StartCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	for _, k := range []string{"PROJECTOR_PROJECTION", "NATS_URL", "JETSOURCE_SCHEMA", "JETSOURCE_PARTITIONS",
+		"PROJECTOR_BATCH_SIZE", "PROJECTOR_MAX_ATTEMPTS", "METRICS_ADDR"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	t.Setenv("DATABASE_URL", "postgres://localhost/db")
+	t.Setenv("PROJECTOR_PROJECTION", "sales_daily")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Projection: "sales_daily", NATSURL: "nats://127.0.0.1:4222", DatabaseURL: "postgres://localhost/db",
+		Schema: "jetsource", Partitions: 16, BatchSize: 500, MaxAttempts: 5, MetricsAddr: ":9090"}
+	if cfg != want {
+		t.Errorf("config %+v\nwant   %+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("defaults do not validate: %v", err)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	cfg := Config{Projection: "nope", NATSURL: "nats://a:4222,", NATSTLSCert: "/missing/cert.pem", Schema: "Bad-Schema",
+		Partitions: 0, BatchSize: 100000, MaxAttempts: 0, MetricsAddr: "9090"}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("invalid config validated")
+	}
+	for _, want := range []string{"unknown projection", "NATS_URL", "NATS_TLS_CERT", "NATS_TLS_KEY", "DATABASE_URL is required",
+		"JETSOURCE_SCHEMA", "JETSOURCE_PARTITIONS", "PROJECTOR_BATCH_SIZE", "PROJECTOR_MAX_ATTEMPTS", "METRICS_ADDR"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not mention %s:\n%v", want, err)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// TestRunProjectsAndDrains runs the projector against embedded NATS and a
+// fresh database: it migrates the schema, projects appended events,
+// answers /readyz, and on cancellation drains and leaves the replica
+// table.
+func TestRunProjectsAndDrains(t *testing.T) {
+	srv, _, js := natstest.Streams(t, natstest.Partitions)
+	db := cluster.DB(t)
+	store := es.NewStore(js, natstest.Partitions, nil)
+	addr := freeAddr(t)
+	cfg := Config{NATSURL: srv.ClientURL(), DatabaseURL: db, Schema: "jetsource", Partitions: natstest.Partitions,
+		BatchSize: 100, MaxAttempts: 3, MetricsAddr: addr}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--projection", "order_history"}, cfg, quiet()) }()
+
+	for i := range 20 {
+		id := fmt.Sprintf("ord-%d", i)
+		data, _ := json.Marshal(order.OrderCreated{CustomerID: "c", Currency: "USD"})
+		ev := es.Event{ID: es.NewEventID(), AggregateType: order.AggregateType, AggregateID: id, Type: order.TypeOrderCreated,
+			SchemaVersion: order.SchemaVersion, Version: 1, Data: data,
+			Metadata: es.Metadata{CausationID: "cmd-" + id, Timestamp: es.Time{Time: time.Now()}}}
+		if _, err := store.Append(ctx, id, 0, []es.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM jetsource.order_history").Scan(&n)
+		resp, herr := http.Get("http://" + addr + "/readyz")
+		ready := herr == nil && resp.StatusCode == http.StatusOK
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if err == nil && n == 20 && ready {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("projector exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("projected %d of 20 events (%v), ready %v", n, err, ready)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("projector after cancel: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("projector did not drain")
+	}
+	var replicas int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM jetsource.projection_replicas").Scan(&replicas); err != nil || replicas != 0 {
+		t.Errorf("%d replica rows after the drain, %v", replicas, err)
+	}
+}
+
+func TestRunRefusesAPartitionMismatch(t *testing.T) {
+	srv, _, _ := natstest.Streams(t, natstest.Partitions)
+	cfg := Config{Projection: "order_summary", NATSURL: srv.ClientURL(), DatabaseURL: cluster.DB(t), Schema: "jetsource",
+		Partitions: 8, BatchSize: 100, MaxAttempts: 3}
+	err := run(context.Background(), nil, cfg, quiet())
+	if !errors.Is(err, es.ErrPartitionMismatch) {
+		t.Fatalf("run with 8 partitions against streams of 16: %v; want ErrPartitionMismatch", err)
+	}
+}
+
+func TestRunRefusesInvalidConfig(t *testing.T) {
+	err := run(context.Background(), []string{"--projection", "nope"}, Config{}, quiet())
+	if err == nil || !strings.Contains(err.Error(), "invalid configuration") || !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Fatalf("run with an invalid config: %v", err)
+	}
+}

@@ -1,0 +1,366 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/order"
+	"github.com/jetsource/jetsource/internal/projections"
+	"github.com/jetsource/jetsource/internal/projections/readmodel"
+)
+
+// benchEvents is the size of the benchmark's event stream;
+// JETSOURCE_BENCH_EVENTS overrides it.
+const benchEvents = 200_000
+
+// BenchmarkProjections measures, in one run on one machine (NATS, Postgres
+// and the projector sharing its cores):
+//
+//   - baseline: the order_summary rows written with raw pgx, batched
+//     multi-row upserts from events already in memory, folded per order and
+//     partition batch (no JetStream, no reads, no checkpoints);
+//   - runner: one order_summary replica projecting the stream from JetStream
+//     from scratch, with checkpoints, fences and acks;
+//   - rebuild: Admin.Rebuild of order_summary over the same stream, with the
+//     time 1,000,000 events would take at that rate.
+//
+// It prints the figures; it asserts nothing about them. Run it with
+//
+//	go test -run '^$' -bench BenchmarkProjections -benchtime 1x ./internal/projections/
+func BenchmarkProjections(b *testing.B) {
+	n := benchEvents
+	if v, err := strconv.Atoi(os.Getenv("JETSOURCE_BENCH_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	ctx := context.Background()
+	e := newEnv(b)
+	events := benchWorkload(n)
+	start := time.Now()
+	last := publish(b, e.js, events)
+	b.Logf("stream: %d events of %d orders, published in %s", len(events), countOrders(events), time.Since(start).Round(time.Millisecond))
+
+	// Each phase starts after a checkpoint, so none pays for the writes of
+	// the one before (needs superuser; skipped without).
+	checkpoint := func() { e.db.Exec(ctx, "CHECKPOINT") }
+	for b.Loop() {
+		checkpoint()
+		base := baseline(b, e, events)
+		checkpoint()
+
+		r, err := projections.NewRunner(e.pool(b, "bench"), e.js, projections.Config{
+			Projection: readmodel.OrderSummary{}, Schema: schema, ReplicaID: "bench", BatchSize: 1000,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		start = time.Now()
+		go func() { done <- r.Run(runCtx) }()
+		e.waitCaughtUp(b, readmodel.NameOrderSummary, last)
+		runner := time.Since(start)
+		stop()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+
+		checkpoint()
+		pr, err := e.admin.Rebuild(ctx, readmodel.OrderSummary{}, projections.RebuildOptions{BatchSize: 1000, ProgressEvery: 50 * time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		rate := float64(len(events)) / runner.Seconds()
+		baseRate := float64(len(events)) / base.Seconds()
+		b.ReportMetric(rate, "runner-events/s")
+		b.ReportMetric(baseRate, "baseline-events/s")
+		b.ReportMetric(pr.Rate, "rebuild-events/s")
+		b.Logf("baseline (raw pgx batched upserts, no JetStream): %d events in %s = %.0f events/s",
+			len(events), base.Round(time.Millisecond), baseRate)
+		b.Logf("runner   (order_summary, 1 replica, 16 partitions): %d events in %s = %.0f events/s (%.2f of the baseline; target 30000/s)",
+			len(events), runner.Round(time.Millisecond), rate, rate/baseRate)
+		b.Logf("rebuild  (order_summary, shadow tables + swap):     %d events in %s = %.0f events/s",
+			pr.Done, pr.Elapsed.Round(time.Millisecond), pr.Rate)
+		if pr.Done >= 1_000_000 {
+			b.Logf("rebuild  MEASURED on %d events: %s (target: 1,000,000 events in 60 s)", pr.Done, pr.Elapsed.Round(time.Millisecond))
+		} else {
+			b.Logf("rebuild  EXTRAPOLATED to 1,000,000 events at the measured rate: %.1f s (target 60 s)", 1e6/pr.Rate)
+		}
+	}
+}
+
+// benchWorkload makes n events of orders that run concurrently, a thousand
+// at a time, with stream sequences assigned in publish order.
+func benchWorkload(n int) []es.Event {
+	rng := rand.New(rand.NewPCG(42, 43))
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var (
+		out    []es.Event
+		active []*script
+		next   int
+	)
+	for len(out) < n {
+		for len(active) < 1000 {
+			active = append(active, newScript(rng, fmt.Sprintf("bench-%d", next)))
+			next++
+		}
+		i := rng.IntN(len(active))
+		s := active[i]
+		evs, commandType, ok := s.next(rng)
+		if !ok {
+			active = slices.Delete(active, i, i+1)
+			continue
+		}
+		clock = clock.Add(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		for _, ev := range evs {
+			data, _ := json.Marshal(ev)
+			s.version++
+			out = append(out, es.Event{
+				ID: es.NewEventID(), AggregateType: order.AggregateType, AggregateID: s.id, Type: ev.EventType(),
+				SchemaVersion: order.SchemaVersion, Version: s.version, Data: data,
+				Metadata: es.Metadata{UserID: "bench", CorrelationID: "corr-" + s.id, CausationID: commandType + "-" + s.id,
+					Timestamp: es.Time{Time: clock}},
+				Sequence: uint64(len(out) + 1),
+			})
+		}
+	}
+	return out
+}
+
+func countOrders(events []es.Event) int {
+	seen := map[string]bool{}
+	for _, e := range events {
+		seen[e.AggregateID] = true
+	}
+	return len(seen)
+}
+
+// publish stores the events as the event store would, without its
+// per-append checks (that is the aggregator's cost, not the projector's),
+// and returns the last sequence per partition.
+func publish(b *testing.B, js jetstream.JetStream, events []es.Event) map[int]uint64 {
+	b.Helper()
+	ctx := context.Background()
+	futures := make([]jetstream.PubAckFuture, 0, 4096)
+	wait := func() {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Fatal(err)
+			case <-ctx.Done():
+			}
+		}
+		futures = futures[:0]
+	}
+	last := map[int]uint64{}
+	for _, e := range events {
+		body, err := json.Marshal(e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := nats.NewMsg(es.EventSubject(e.AggregateID, natstest.Partitions))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, e.ID)
+		m.Header.Set(es.HeaderEventType, e.Type)
+		m.Header.Set(es.HeaderAggregateVersion, strconv.FormatInt(e.Version, 10))
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+		if len(futures) == cap(futures) {
+			wait()
+		}
+		p := es.Partition(e.AggregateID, natstest.Partitions)
+		last[p] = max(last[p], e.Sequence)
+	}
+	wait()
+	return last
+}
+
+// baseline writes the rows order_summary writes, from memory: the events
+// are split by partition into batches of 1000 as the runner would see
+// them, each batch is folded per order onto states kept in memory, and the
+// changed orders and lines are upserted with one pgx.Batch in one
+// transaction per batch, 16 partitions in parallel over a pool like the
+// runner's.
+func baseline(b *testing.B, e *env, events []es.Event) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	for _, sql := range []string{
+		"CREATE SCHEMA baseline",
+		"CREATE TABLE baseline.orders (LIKE jetsource.orders INCLUDING ALL)",
+		"CREATE TABLE baseline.order_items (LIKE jetsource.order_items INCLUDING ALL)",
+	} {
+		if _, err := e.db.Exec(ctx, sql); err != nil {
+			b.Fatal(err)
+		}
+	}
+	byPartition := map[int][]es.Event{}
+	for _, ev := range events {
+		p := es.Partition(ev.AggregateID, natstest.Partitions)
+		byPartition[p] = append(byPartition[p], ev)
+	}
+	pool := e.pool(b, "baseline")
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(byPartition))
+	for _, evs := range byPartition {
+		wg.Go(func() {
+			states := map[string]*baseRow{}
+			for i := 0; i < len(evs); i += 1000 {
+				if err := baseBatch(ctx, pool, states, evs[i:min(i+1000, len(evs))]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+type baseRow struct {
+	state                                        order.State
+	created, submitted, paid, shipped, delivered time.Time
+	canceled, updated                            time.Time
+	seq                                          int64
+}
+
+func baseBatch(ctx context.Context, pool *pgxpool.Pool, states map[string]*baseRow, events []es.Event) error {
+	type line struct{ order, product string }
+	var touched []string
+	seen := map[string]bool{}
+	lines := map[line]bool{}
+	for _, ev := range events {
+		data, err := order.ParseEvent(ev.Type, ev.Data)
+		if err != nil {
+			return err
+		}
+		r := states[ev.AggregateID]
+		if r == nil {
+			r = &baseRow{state: order.New(ev.AggregateID)}
+			states[ev.AggregateID] = r
+		}
+		r.state = order.Evolve(r.state, data)
+		at := ev.Metadata.Timestamp.Time
+		switch d := data.(type) {
+		case order.OrderCreated:
+			r.created = at
+		case order.ItemAdded:
+			lines[line{ev.AggregateID, d.ProductID}] = true
+		case order.ItemRemoved:
+			lines[line{ev.AggregateID, d.ProductID}] = true
+		case order.OrderSubmitted:
+			r.submitted = at
+		case order.OrderPaid:
+			r.paid = at
+		case order.OrderShipped:
+			r.shipped = at
+		case order.OrderDelivered:
+			r.delivered = at
+		case order.OrderCanceled:
+			r.canceled = at
+		}
+		r.updated, r.seq = at, int64(ev.Sequence)
+		if !seen[ev.AggregateID] {
+			seen[ev.AggregateID] = true
+			touched = append(touched, ev.AggregateID)
+		}
+	}
+	n := len(touched)
+	ids, cust, cur, status := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	total, version, seq := make([]int64, n), make([]int64, n), make([]int64, n)
+	items := make([]int32, n)
+	pay, method, trk, carrier, reason := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	paid := make([]*int64, n)
+	created, updated := make([]time.Time, n), make([]time.Time, n)
+	sub, paidAt, ship, deliv, canc := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	optT := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	for i, id := range touched {
+		r := states[id]
+		s := r.state
+		ids[i], cust[i], cur[i], status[i] = id, s.CustomerID, s.Currency, string(s.Status)
+		total[i], version[i], seq[i], items[i] = s.TotalCents, s.Version, r.seq, int32(len(s.Items))
+		pay[i], method[i], trk[i], carrier[i], reason[i] = opt(s.PaymentID), opt(s.PaymentMethod), opt(s.TrackingNumber), opt(s.Carrier), opt(s.CancelReason)
+		if s.PaymentID != "" {
+			paid[i] = &s.PaidCents
+		}
+		created[i], updated[i] = r.created, r.updated
+		sub[i], paidAt[i], ship[i], deliv[i], canc[i] = optT(r.submitted), optT(r.paid), optT(r.shipped), optT(r.delivered), optT(r.canceled)
+	}
+	var delO, delP, upO, upP []string
+	var upQ, upC []int64
+	for l := range lines {
+		found := false
+		for _, it := range states[l.order].state.Items {
+			if it.ProductID == l.product {
+				upO, upP, upQ, upC = append(upO, l.order), append(upP, l.product), append(upQ, it.Quantity), append(upC, it.UnitPriceCents)
+				found = true
+			}
+		}
+		if !found {
+			delO, delP = append(delO, l.order), append(delP, l.product)
+		}
+	}
+	batch := &pgx.Batch{}
+	batch.BeginTx(pgx.TxOptions{})
+	batch.Queue(`INSERT INTO baseline.orders SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+		$5::bigint[], $6::integer[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],
+		$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
+		$18::timestamptz[], $19::timestamptz[], $20::bigint[], $21::bigint[])
+		ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, total_cents = EXCLUDED.total_cents,
+		item_count = EXCLUDED.item_count, payment_id = EXCLUDED.payment_id, paid_cents = EXCLUDED.paid_cents,
+		payment_method = EXCLUDED.payment_method, tracking_number = EXCLUDED.tracking_number, carrier = EXCLUDED.carrier,
+		cancel_reason = EXCLUDED.cancel_reason, submitted_at = EXCLUDED.submitted_at, paid_at = EXCLUDED.paid_at,
+		shipped_at = EXCLUDED.shipped_at, delivered_at = EXCLUDED.delivered_at, canceled_at = EXCLUDED.canceled_at,
+		updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, last_sequence = EXCLUDED.last_sequence`,
+		ids, cust, cur, status, total, items, pay, paid, method, trk, carrier, reason,
+		created, sub, paidAt, ship, deliv, canc, updated, version, seq)
+	if len(delO) > 0 {
+		batch.Queue(`DELETE FROM baseline.order_items i USING unnest($1::text[], $2::text[]) AS d(o, p)
+			WHERE i.order_id = d.o AND i.product_id = d.p`, delO, delP)
+	}
+	if len(upO) > 0 {
+		batch.Queue(`INSERT INTO baseline.order_items SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+			ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = EXCLUDED.quantity`, upO, upP, upQ, upC)
+	}
+	br := pool.SendBatch(ctx, batch)
+	tx := br.Tx()
+	if err := br.Close(); err != nil {
+		tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}

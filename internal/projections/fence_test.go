@@ -1,0 +1,180 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/projections"
+	"github.com/jetsource/jetsource/internal/projections/readmodel"
+)
+
+// TestCheckpointCASStopsAStaleWriter moves a partition's checkpoint, as a
+// replica that took the partition over or a rebuild swap would, while the
+// runner has a batch of that partition in flight. The runner's batch
+// commits (it holds the checkpoint row), but its next one finds the
+// checkpoint moved: it writes nothing and continues from the new
+// checkpoint, so events the other writer claimed are never applied by it,
+// and events after the new checkpoint are.
+func TestCheckpointCASStopsAStaleWriter(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	f := newFeeder(e.store, 6)
+	var all []*script
+	wave := func(prefix string, n int) {
+		s := f.scripts(prefix, n)
+		f.run(t, s...)
+		all = append(all, s...)
+	}
+	wave("a", 40)
+	const p = 3
+	var (
+		armed    atomic.Bool
+		held     = make(chan struct{}, 1)
+		release  = make(chan struct{})
+		heldLast atomic.Uint64
+	)
+	proj := hook{Projection: readmodel.OrderSummary{}, after: func(_ context.Context, events []es.Event) error {
+		if es.Partition(events[0].AggregateID, natstest.Partitions) == p && armed.CompareAndSwap(true, false) {
+			heldLast.Store(events[len(events)-1].Sequence)
+			held <- struct{}{}
+			<-release
+		}
+		return nil
+	}}
+	e.start(t, "r", projections.Config{Projection: proj})
+	e.waitCaughtUp(t, readmodel.NameOrderSummary, f.lastByPartition())
+
+	armed.Store(true)
+	wave("b", 40)
+	<-held
+	wave("c", 40)
+	claimed := f.lastByPartition()[p]
+
+	// The other writer waits for the row lock of the batch in flight.
+	moved := make(chan error, 1)
+	go func() {
+		_, err := e.db.Exec(ctx, `UPDATE jetsource.projection_checkpoints SET last_sequence = $1
+			WHERE projection = 'order_summary' AND partition = $2`, claimed, p)
+		moved <- err
+	}()
+	waitFor(t, 10*time.Second, "the other writer to wait for the checkpoint row", func() (bool, string) {
+		var waiting int
+		err := e.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jetsource.projection_checkpoints%'`).Scan(&waiting)
+		return err == nil && waiting == 1, fmt.Sprint(err)
+	})
+	close(release)
+	if err := <-moved; err != nil {
+		t.Fatal(err)
+	}
+	wave("d", 40)
+	e.waitCaughtUp(t, readmodel.NameOrderSummary, f.lastByPartition())
+
+	// Partition p has the events up to the held batch and after the moved
+	// checkpoint, nothing in between; the other partitions have everything.
+	stored := storedEvents(t, e.store, ids(all))
+	skip := map[string]bool{}
+	skipped := 0
+	for _, events := range stored {
+		for _, ev := range events {
+			if es.Partition(ev.AggregateID, natstest.Partitions) == p && ev.Sequence > heldLast.Load() && ev.Sequence <= claimed {
+				skip[ev.ID] = true
+				skipped++
+			}
+		}
+	}
+	if skipped == 0 {
+		t.Fatal("the moved checkpoint claims no events; the test proves nothing")
+	}
+	compare(t, e.rows(t), fold(t, stored, skip), "orders", "order_items")
+}
+
+// commits records committed batches per partition.
+type commits struct {
+	mu   sync.Mutex
+	last map[int]uint64
+	n    int
+}
+
+func (c *commits) BatchCommitted(s projections.BatchStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last[s.Partition] = s.Cursor
+	c.n++
+}
+
+func (c *commits) OwnershipChanged(string, []int) {}
+
+func (c *commits) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// TestReplicaThatLostItsLockStopsWriting ends a replica's lock session while
+// it is in the middle of a batch. Its heartbeat is an hour away, so only the
+// fence can stop it: while a successor takes the partition over (and waits
+// for the batch's row lock), the batch must not commit. The successor then
+// projects every event exactly once.
+func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	f := newFeeder(e.store, 7)
+	all := f.scripts("a", 40)
+	f.run(t, all...)
+
+	var (
+		armed   atomic.Bool
+		held    = make(chan struct{}, 1)
+		release = make(chan struct{})
+	)
+	proj := hook{Projection: readmodel.OrderHistory{}, after: func(context.Context, []es.Event) error {
+		if armed.CompareAndSwap(true, false) {
+			held <- struct{}{}
+			<-release
+		}
+		return nil
+	}}
+	seen := &commits{last: map[int]uint64{}}
+	stale := e.start(t, "stale", projections.Config{Projection: proj, Observer: seen,
+		Heartbeat: time.Hour, ReplicaTTL: 2 * time.Hour})
+	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
+	before := seen.count()
+
+	// New orders of one partition only, so no other partition has work.
+	const p = 5
+	var more []*script
+	for i := 0; len(more) < 10; i++ {
+		if id := fmt.Sprintf("b-%d", i); es.Partition(id, natstest.Partitions) == p {
+			more = append(more, newScript(f.rng, id))
+		}
+	}
+	armed.Store(true)
+	f.run(t, more...)
+	all = append(all, more...)
+	<-held
+
+	var pid int
+	if err := e.db.QueryRow(ctx, `SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE l.locktype = 'advisory' AND a.application_name = 'stale'`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	successor := e.start(t, "successor", projections.Config{Projection: readmodel.OrderHistory{}})
+	split(t, successor)
+	close(release)
+	stale.stop(t)
+	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
+	if n := seen.count(); n != before {
+		t.Errorf("the replica without its lock committed %d batches after losing it", n-before)
+	}
+	compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(all)), nil), "order_history")
+}

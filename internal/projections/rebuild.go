@@ -1,0 +1,399 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/es"
+)
+
+// ErrRebuildRunning means another process is rebuilding the projection.
+var ErrRebuildRunning = errors.New("a rebuild of the projection is already running")
+
+// RebuildOptions tunes a rebuild. Zero fields take the defaults of Config.
+type RebuildOptions struct {
+	BatchSize   int
+	BatchWait   time.Duration
+	MaxAttempts int
+	// Progress receives figures every ProgressEvery (1s if zero) and once
+	// after the swap; it is called from one goroutine. May be nil.
+	Progress      func(RebuildProgress)
+	ProgressEvery time.Duration
+	// SwapWithin is how many events the shadow tables may still be behind
+	// when the rebuild stops and swaps them in; the live runners project
+	// the rest. 0 waits until the shadow has seen every stored event once.
+	SwapWithin uint64
+	// Upcasters lift old event schema versions; may be nil.
+	Upcasters es.Upcasters
+}
+
+// RebuildProgress describes a running rebuild.
+type RebuildProgress struct {
+	Projection string
+	// Done counts the events projected into the shadow tables so far.
+	Done uint64
+	// Total is Done plus the events still to project; it grows while
+	// events are appended.
+	Total uint64
+	// Elapsed is the time since the rebuild started projecting.
+	Elapsed time.Duration
+	// Rate is Done per second of Elapsed.
+	Rate float64
+	// Swapped is true in the last report, after the swap committed.
+	Swapped bool
+}
+
+// Rebuild builds a projection afresh from sequence 1 into shadow tables
+// (a schema of their own, with their own checkpoints and dead letters)
+// while the live tables keep serving and the live runners keep projecting.
+// When the shadow has caught up, it swaps it in with one transaction: it
+// locks the live checkpoints (waiting for batches in flight), moves the
+// live tables out and the shadow tables in, replaces the live checkpoints
+// with the shadow's, marks the live open dead letters superseded and copies
+// the shadow's, and drops the old tables. Live runners then find their
+// checkpoint moved, and continue from the swapped cursors.
+//
+// An earlier, unfinished rebuild's shadow is dropped, not resumed.
+func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) (RebuildProgress, error) {
+	if err := checkProjection(p); err != nil {
+		return RebuildProgress{}, err
+	}
+	if opts.BatchSize == 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.BatchWait == 0 {
+		opts.BatchWait = DefaultBatchWait
+	}
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.ProgressEvery == 0 {
+		opts.ProgressEvery = time.Second
+	}
+	if errs := checkBatching(a.cfg.Partitions, opts.BatchSize, opts.BatchWait, opts.MaxAttempts); len(errs) > 0 {
+		return RebuildProgress{}, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	name := p.Name()
+	log := a.cfg.Logger.With("projection", name, "rebuild", true)
+
+	// The rebuild lock session: held for the whole rebuild, and the fence
+	// of every shadow batch and of the swap.
+	lock, err := pgx.ConnectConfig(ctx, a.pool.Config().ConnConfig)
+	if err != nil {
+		return RebuildProgress{}, fmt.Errorf("rebuild %s: open lock session: %w", name, err)
+	}
+	defer lock.Close(context.WithoutCancel(ctx))
+	class := lockClass(a.cfg.Schema, name)
+	var ok bool
+	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", class, rebuildLock).Scan(&ok); err != nil {
+		return RebuildProgress{}, fmt.Errorf("rebuild %s: take the rebuild lock: %w", name, err)
+	}
+	if !ok {
+		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, ErrRebuildRunning)
+	}
+	f := fence{class: class, key: rebuildLock, pid: lock.PgConn().PID()}
+
+	if err := a.createShadow(ctx, p); err != nil {
+		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	log.Info("rebuild started")
+
+	// A consumer left by an earlier rebuild would report its old progress
+	// until the new worker resets it.
+	for part := range a.cfg.Partitions {
+		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, name, part)); err != nil {
+			return RebuildProgress{}, fmt.Errorf("rebuild %s: delete old consumer: %w", name, err)
+		}
+	}
+	var (
+		done    atomic.Uint64
+		started = make([]atomic.Bool, a.cfg.Partitions)
+	)
+	cfg := workerConfig{
+		pool:         a.pool,
+		js:           a.js,
+		projection:   p,
+		target:       newTarget(shadowSchema(a.cfg.Schema, name), name),
+		consumerName: func(part int) string { return rebuildConsumerName(a.cfg.Schema, name, part) },
+		inactive:     10 * time.Minute,
+		batchSize:    opts.BatchSize,
+		batchWait:    opts.BatchWait,
+		maxAttempts:  opts.MaxAttempts,
+		ackWait:      DefaultAckWait,
+		upcasters:    opts.Upcasters,
+		log:          log,
+		committed:    func(s BatchStats) { done.Add(uint64(s.Events)) },
+		started:      func(part int) { started[part].Store(true) },
+	}
+	stop, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	kill, killWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer killWorkers()
+	var (
+		wg       sync.WaitGroup
+		failures = make(chan error, a.cfg.Partitions)
+	)
+	for part := range a.cfg.Partitions {
+		w := &worker{workerConfig: cfg, partition: part, fence: f}
+		wg.Go(func() {
+			if err := w.run(stop, kill); err != nil {
+				failures <- err
+			}
+		})
+	}
+	stopAll := func() {
+		stopWorkers()
+		wg.Wait()
+	}
+
+	start := time.Now()
+	snapshot := func(pending uint64, swapped bool) RebuildProgress {
+		pr := RebuildProgress{Projection: name, Done: done.Load(), Elapsed: time.Since(start), Swapped: swapped}
+		pr.Total = pr.Done + pending
+		if s := pr.Elapsed.Seconds(); s > 0 {
+			pr.Rate = float64(pr.Done) / s
+		}
+		return pr
+	}
+	report := func(pr RebuildProgress) RebuildProgress {
+		if opts.Progress != nil {
+			opts.Progress(pr)
+		}
+		return pr
+	}
+	tick := time.NewTicker(opts.ProgressEvery)
+	defer tick.Stop()
+	for caughtUp := false; !caughtUp; {
+		select {
+		case <-ctx.Done():
+			stopAll()
+			return snapshot(0, false), ctx.Err()
+		case err := <-failures:
+			stopAll()
+			return snapshot(0, false), fmt.Errorf("rebuild %s: %w", name, err)
+		case <-tick.C:
+		}
+		if err := lock.Ping(ctx); err != nil {
+			stopAll()
+			return snapshot(0, false), fmt.Errorf("rebuild %s: lock session lost: %w", name, err)
+		}
+		pending, err := a.shadowPending(ctx, name)
+		if err != nil {
+			log.Warn("cannot read rebuild progress", "error", err)
+			continue
+		}
+		report(snapshot(pending, false))
+		ready := true
+		for i := range started {
+			ready = ready && started[i].Load()
+		}
+		caughtUp = ready && pending <= opts.SwapWithin
+	}
+	stopAll()
+	if err := a.swap(ctx, p, f); err != nil {
+		return snapshot(0, false), fmt.Errorf("rebuild %s: swap: %w", name, err)
+	}
+	for part := range a.cfg.Partitions {
+		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, name, part)); err != nil {
+			log.Warn("cannot delete rebuild consumer", "partition", part, "error", err)
+		}
+	}
+	pr := report(snapshot(0, true))
+	log.Info("rebuild swapped in", "events", pr.Done, "elapsed", pr.Elapsed, "rate", pr.Rate)
+	return pr, nil
+}
+
+// shadowPending sums the rebuild consumers' undelivered and unacknowledged
+// events.
+func (a *Admin) shadowPending(ctx context.Context, projection string) (uint64, error) {
+	stream, err := a.js.Stream(ctx, es.EventsStream)
+	if err != nil {
+		return 0, err
+	}
+	var pending uint64
+	for p := range a.cfg.Partitions {
+		c, err := stream.Consumer(ctx, rebuildConsumerName(a.cfg.Schema, projection, p))
+		if err != nil {
+			return 0, err
+		}
+		info := c.CachedInfo()
+		pending += info.NumPending + uint64(info.NumAckPending)
+	}
+	return pending, nil
+}
+
+func (a *Admin) deleteConsumer(ctx context.Context, name string) error {
+	stream, err := a.js.Stream(ctx, es.EventsStream)
+	if err != nil {
+		return err
+	}
+	if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	return nil
+}
+
+// createShadow makes an empty copy of the projection's tables, and of the
+// checkpoint and dead-letter tables, in the shadow schema. Indexes and
+// constraints keep their names, so the tables look exactly like the live
+// ones once swapped in.
+func (a *Admin) createShadow(ctx context.Context, p Projection) error {
+	live := a.cfg.Schema
+	shadow := shadowSchema(live, p.Name())
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer rollback(ctx, tx)
+	sh := pgx.Identifier{shadow}.Sanitize()
+	if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+sh+" CASCADE"); err != nil {
+		return fmt.Errorf("drop old shadow: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "CREATE SCHEMA "+sh); err != nil {
+		return fmt.Errorf("create shadow schema: %w", err)
+	}
+	tables := append([]string{"projection_checkpoints", "projection_dead_letters"}, p.Tables()...)
+	for _, t := range tables {
+		if err := copyTable(ctx, tx, live, shadow, t); err != nil {
+			return fmt.Errorf("create shadow of %s: %w", t, err)
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// copyTable creates an empty from.table in schema to, with the same columns,
+// defaults, checks, keys and indexes, under the same names.
+func copyTable(ctx context.Context, tx pgx.Tx, from, to, table string) error {
+	src := pgx.Identifier{from, table}.Sanitize()
+	dst := pgx.Identifier{to, table}.Sanitize()
+	if _, err := tx.Exec(ctx, "CREATE TABLE "+dst+" (LIKE "+src+" INCLUDING ALL EXCLUDING INDEXES)"); err != nil {
+		return err
+	}
+	// Keys and exclusion constraints bring their indexes, named after them.
+	rows, err := tx.Query(ctx, `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+		WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') ORDER BY conname`, src)
+	if err != nil {
+		return err
+	}
+	var adds []string
+	var name, def string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &def}, func() error {
+		adds = append(adds, "ALTER TABLE "+dst+" ADD CONSTRAINT "+pgx.Identifier{name}.Sanitize()+" "+def)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, add := range adds {
+		if _, err := tx.Exec(ctx, add); err != nil {
+			return err
+		}
+	}
+	// Other indexes, rebuilt from their definitions with the table swapped:
+	// everything from USING on (method, keys, predicate) stays.
+	rows, err = tx.Query(ctx, `SELECT c.relname, i.indisunique, pg_get_indexdef(i.indexrelid)
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = $1::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+		ORDER BY c.relname`, src)
+	if err != nil {
+		return err
+	}
+	var (
+		creates []string
+		unique  bool
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&name, &unique, &def}, func() error {
+		_, rest, ok := strings.Cut(def, " USING ")
+		if !ok {
+			return fmt.Errorf("unexpected definition of index %s: %s", name, def)
+		}
+		create := "CREATE INDEX "
+		if unique {
+			create = "CREATE UNIQUE INDEX "
+		}
+		creates = append(creates, create+pgx.Identifier{name}.Sanitize()+" ON "+dst+" USING "+rest)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, c := range creates {
+		if _, err := tx.Exec(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// swap moves the shadow tables in and the live ones out, in one
+// transaction (see Rebuild).
+func (a *Admin) swap(ctx context.Context, p Projection, f fence) error {
+	name := p.Name()
+	live := pgx.Identifier{a.cfg.Schema}.Sanitize()
+	shadow := pgx.Identifier{shadowSchema(a.cfg.Schema, name)}.Sanitize()
+	retired := pgx.Identifier{retiredSchema(a.cfg.Schema, name)}.Sanitize()
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer rollback(ctx, tx)
+	// Waits for the live batches in flight; later ones wait for the swap.
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+live+`.projection_checkpoints WHERE projection = $1 FOR UPDATE`, name); err != nil {
+		return fmt.Errorf("lock live checkpoints: %w", err)
+	}
+	var held bool
+	if err := tx.QueryRow(ctx, fenceSQL, f.args()...).Scan(&held); err != nil {
+		return err
+	}
+	if !held {
+		return errLostLock
+	}
+	steps := []string{
+		"DROP SCHEMA IF EXISTS " + retired + " CASCADE",
+		"CREATE SCHEMA " + retired,
+	}
+	for _, t := range p.Tables() {
+		id := pgx.Identifier{t}.Sanitize()
+		steps = append(steps,
+			"ALTER TABLE "+live+"."+id+" SET SCHEMA "+retired,
+			"ALTER TABLE "+shadow+"."+id+" SET SCHEMA "+live)
+	}
+	for _, s := range steps {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+live+`.projection_checkpoints (projection, partition, last_sequence, last_event_at)
+		SELECT projection, partition, last_sequence, last_event_at FROM `+shadow+`.projection_checkpoints WHERE projection = $1
+		ON CONFLICT (projection, partition) DO UPDATE
+		SET last_sequence = EXCLUDED.last_sequence, last_event_at = EXCLUDED.last_event_at, updated_at = now()`, name); err != nil {
+		return fmt.Errorf("replace checkpoints: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+live+`.projection_checkpoints c WHERE projection = $1
+		AND NOT EXISTS (SELECT 1 FROM `+shadow+`.projection_checkpoints s WHERE s.projection = c.projection AND s.partition = c.partition)`,
+		name); err != nil {
+		return fmt.Errorf("replace checkpoints: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE `+live+`.projection_dead_letters SET status = 'superseded', updated_at = now()
+		WHERE projection = $1 AND status IN ('failed', 'parked')`, name); err != nil {
+		return fmt.Errorf("supersede dead letters: %w", err)
+	}
+	const cols = `projection, partition, stream_sequence, subject, order_id, event_id, event_type, event_version,
+		body, error, attempts, status, created_at, updated_at`
+	if _, err := tx.Exec(ctx, `INSERT INTO `+live+`.projection_dead_letters (`+cols+`)
+		SELECT `+cols+` FROM `+shadow+`.projection_dead_letters ORDER BY id`); err != nil {
+		return fmt.Errorf("copy dead letters: %w", err)
+	}
+	for _, s := range []string{"DROP SCHEMA " + retired + " CASCADE", "DROP SCHEMA " + shadow + " CASCADE"} {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return tx.Commit(ctx)
+}

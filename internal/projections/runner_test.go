@@ -1,0 +1,162 @@
+package projections_test
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/projections"
+	"github.com/jetsource/jetsource/internal/projections/readmodel"
+)
+
+// TestReadModelsMatchTheEvents projects a mixed workload (every event type,
+// removals, cancels at every stage, orders created with items in one
+// atomic append) with one runner per projection, in small batches, and
+// compares every table with a fold of the stored events. It also checks
+// the lag report before and after.
+func TestReadModelsMatchTheEvents(t *testing.T) {
+	e := newEnv(t)
+	f := newFeeder(e.store, 1)
+	scripts := f.scripts("ord", 300)
+	n := f.run(t, scripts...)
+	if n < 2000 {
+		t.Fatalf("workload has only %d events", n)
+	}
+	last := f.lastByPartition()
+
+	lag, err := e.admin.Lag(context.Background(), readmodel.NameOrderSummary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var behind uint64
+	for _, l := range lag {
+		behind += l.EventsBehind
+		if l.Cursor != 0 || l.EventsBehind > 0 && l.SecondsBehind <= 0 {
+			t.Errorf("lag before projecting: %+v", l)
+		}
+	}
+	if behind != uint64(n) {
+		t.Errorf("lag before projecting counts %d events behind; %d were appended", behind, n)
+	}
+
+	for _, name := range readmodel.Names() {
+		p, err := readmodel.New(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.start(t, "replica-"+name, projections.Config{Projection: p, BatchSize: 64})
+	}
+	for _, name := range readmodel.Names() {
+		e.waitCaughtUp(t, name, last)
+	}
+	want := fold(t, storedEvents(t, e.store, ids(scripts)), nil)
+	if len(want.orders) != len(scripts) || len(want.history) != n || len(want.items) == 0 || len(want.sales) == 0 {
+		t.Fatalf("expected model has %d orders, %d items, %d events, %d sales rows", len(want.orders), len(want.items), len(want.history), len(want.sales))
+	}
+	compare(t, e.rows(t), want, allTables...)
+
+	for _, name := range readmodel.Names() {
+		lag, err := e.admin.Lag(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lag {
+			if l.EventsBehind != 0 || l.SecondsBehind != 0 || l.Cursor != last[l.Partition] || l.LastEventAt.IsZero() {
+				t.Errorf("%s lag after catching up: %+v; want cursor %d and nothing behind", name, l, last[l.Partition])
+			}
+		}
+	}
+	stream, err := e.js.Stream(context.Background(), es.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range natstest.Partitions {
+		name := projections.ConsumerName(schema, readmodel.NameOrderSummary, p)
+		c, err := stream.Consumer(context.Background(), name)
+		if err != nil || c.CachedInfo().Config.FilterSubject != es.EventPartitionFilter(p) {
+			t.Errorf("consumer %s: %v", name, err)
+		}
+	}
+	if letters, err := e.admin.DeadLetters(context.Background(), projections.DeadLetterQuery{}); err != nil || len(letters) > 0 {
+		t.Errorf("dead letters: %v, %v; want none", letters, err)
+	}
+}
+
+func ids(scripts []*script) []string {
+	out := make([]string, len(scripts))
+	for i, s := range scripts {
+		out[i] = s.id
+	}
+	return out
+}
+
+// TestRunnerDrainsOnCancel checks that a replica leaves no trace when it
+// stops: its partitions are unlocked, its heartbeat row is gone and it
+// reports no ownership.
+func TestRunnerDrainsOnCancel(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(t, "solo", projections.Config{Projection: readmodel.OrderSummary{}})
+	waitFor(t, 10*time.Second, "the replica to own every partition", func() (bool, string) {
+		return len(r.Owned()) == natstest.Partitions && r.Ready(), ""
+	})
+	r.stop(t)
+	if len(r.Owned()) != 0 || r.Ready() {
+		t.Errorf("stopped runner owns %v, ready %v", r.Owned(), r.Ready())
+	}
+	var locks, replicas int
+	err := e.db.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'),
+		(SELECT count(*) FROM jetsource.projection_replicas)`).Scan(&locks, &replicas)
+	if err != nil || locks != 0 || replicas != 0 {
+		t.Errorf("after stopping: %d advisory locks, %d replica rows, %v; want none", locks, replicas, err)
+	}
+}
+
+// owners maps each partition to the replicas that claim it.
+func owners(rs ...*replica) map[int][]string {
+	out := map[int][]string{}
+	for _, r := range rs {
+		for _, p := range r.Owned() {
+			out[p] = append(out[p], r.name)
+		}
+	}
+	return out
+}
+
+// split waits until the replicas own every partition exactly once, with
+// shares as even as ceil allows.
+func split(t *testing.T, rs ...*replica) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "the partitions to be split", func() (bool, string) {
+		o := owners(rs...)
+		if len(o) != natstest.Partitions {
+			return false, "owners: " + fmtOwners(o)
+		}
+		for _, names := range o {
+			if len(names) != 1 {
+				return false, "owners: " + fmtOwners(o)
+			}
+		}
+		share := (natstest.Partitions + len(rs) - 1) / len(rs)
+		for _, r := range rs {
+			if n := len(r.Owned()); n < natstest.Partitions-share*(len(rs)-1) || n > share {
+				return false, "owners: " + fmtOwners(o)
+			}
+		}
+		return true, ""
+	})
+}
+
+func fmtOwners(o map[int][]string) string {
+	out := ""
+	for _, p := range slices.Sorted(maps.Keys(o)) {
+		out += " " + string(rune('0'+p/10)) + string(rune('0'+p%10)) + "=" + slices.Min(o[p])
+		if len(o[p]) > 1 {
+			out += "+"
+		}
+	}
+	return out
+}

@@ -1,0 +1,360 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/internal/es"
+)
+
+var (
+	// errStale means the partition's checkpoint is not where this worker
+	// left it: another replica or a rebuild swap moved it. The worker
+	// reloads it and starts over from there.
+	errStale = errors.New("checkpoint moved by another writer")
+	// errLostLock means the replica no longer holds the partition's lock;
+	// the worker must stop at once and leave the consumer alone.
+	errLostLock = errors.New("partition lock lost")
+	// errDelivery means the consumer's deliveries were not the contiguous
+	// run this worker expects (a redelivery, or another process pulling
+	// from the same consumer); the worker resets the consumer and restarts.
+	errDelivery = errors.New("deliveries out of sequence")
+	// errHandler marks a failed Apply of a whole batch.
+	errHandler = errors.New("projection failed")
+)
+
+// workerConfig is what a partition worker needs beyond its partition.
+type workerConfig struct {
+	pool         *pgxpool.Pool
+	js           jetstream.JetStream
+	projection   Projection
+	target       target
+	consumerName func(partition int) string
+	// inactive deletes an abandoned consumer after this long; 0 keeps it.
+	inactive    time.Duration
+	batchSize   int
+	batchWait   time.Duration
+	maxAttempts int
+	ackWait     time.Duration
+	upcasters   es.Upcasters
+	log         *slog.Logger
+	// committed is called after each committed batch; may be nil.
+	committed func(BatchStats)
+	// started is called once the consumer points at the event after the
+	// cursor; may be nil.
+	started func(partition int)
+}
+
+// worker projects one partition for as long as its replica owns it.
+type worker struct {
+	workerConfig
+	partition int
+	fence     fence
+}
+
+// item is one delivered event past the cursor.
+type item struct {
+	seq     uint64
+	subject string
+	orderID string
+	body    []byte
+	event   es.Event
+	// err says why the event cannot be decoded; it is dead-lettered
+	// without being applied.
+	err error
+}
+
+// run consumes the partition until stop is canceled (it finishes the batch
+// in hand first) or kill is (it abandons it). It returns errLostLock if the
+// replica lost the partition; on anything else it restarts the partition
+// from its cursor, at once the first time and then with a growing pause,
+// so a restart loop cannot hammer NATS and Postgres.
+func (w *worker) run(stop, kill context.Context) error {
+	var delay time.Duration
+	for {
+		began := time.Now()
+		err := w.session(stop, kill)
+		if time.Since(began) > time.Minute {
+			delay = 0
+		}
+		switch {
+		case stop.Err() != nil || kill.Err() != nil:
+			return nil
+		case errors.Is(err, errLostLock):
+			return err
+		case errors.Is(err, errStale), errors.Is(err, errDelivery):
+			w.log.Info("restarting partition from its checkpoint", "partition", w.partition, "reason", err, "after", delay)
+		default:
+			w.log.Warn("partition failed; restarting from its checkpoint", "partition", w.partition, "error", err, "after", delay)
+		}
+		select {
+		case <-stop.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(max(2*delay, 100*time.Millisecond), 5*time.Second)
+	}
+}
+
+// session loads the cursor, points the consumer at the event after it and
+// projects batches until stop, or until something forces a restart.
+func (w *worker) session(stop, kill context.Context) error {
+	cursor, err := w.loadCursor(kill)
+	if err != nil {
+		return err
+	}
+	if err := w.checkFence(kill); err != nil {
+		return err
+	}
+	stream, err := w.js.Stream(kill, es.EventsStream)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", es.EventsStream, err)
+	}
+	name := w.consumerName(w.partition)
+	cons, err := stream.CreateOrUpdateConsumer(kill, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "projection " + w.target.projection + " in schema " + w.target.schema,
+		FilterSubject: es.EventPartitionFilter(w.partition),
+		// DeliverAll allows a reset to any sequence, also below the
+		// cursor a rebuild swap left behind.
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckAllPolicy,
+		AckWait:           w.ackWait,
+		MaxDeliver:        -1,
+		MaxAckPending:     max(4*w.batchSize, 1000),
+		InactiveThreshold: w.inactive,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	reset, err := stream.ResetConsumerToSequence(kill, name, cursor+1)
+	if err != nil {
+		return fmt.Errorf("reset consumer %s to %d: %w", name, cursor+1, err)
+	}
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(2 * w.batchSize))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", name, err)
+	}
+	defer msgs.Stop()
+	if w.started != nil {
+		w.started(w.partition)
+	}
+
+	// After the reset the consumer numbers deliveries from
+	// reset.Delivered.Consumer+1. Any other number means a delivery went
+	// elsewhere, and the run of events this worker sees has a hole.
+	next := reset.Delivered.Consumer + 1
+	last := cursor
+	for {
+		batch, err := w.receive(stop, cons, msgs)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		start := time.Now()
+		items := make([]item, 0, len(batch))
+		var pending uint64
+		for _, m := range batch {
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("%w: %v", errDelivery, err)
+			}
+			if md.Sequence.Consumer != next || md.Sequence.Stream <= last {
+				return fmt.Errorf("%w: delivery %d of stream sequence %d after delivery %d of %d",
+					errDelivery, md.Sequence.Consumer, md.Sequence.Stream, next-1, last)
+			}
+			next, last, pending = next+1, md.Sequence.Stream, md.NumPending
+			if md.Sequence.Stream > cursor {
+				items = append(items, w.decode(m, md.Sequence.Stream))
+			}
+		}
+		stats := BatchStats{Projection: w.target.projection, Partition: w.partition, Pending: pending, From: cursor, Cursor: cursor}
+		if len(items) > 0 {
+			to := items[len(items)-1].seq
+			if err := w.commit(kill, cursor, to, items, &stats); err != nil {
+				return err
+			}
+			cursor = to
+			stats.Cursor = to
+		}
+		// AckAll: one ack covers the batch, including skipped events. A
+		// lost ack only causes a redelivery, which the cursor skips.
+		if err := batch[len(batch)-1].Ack(); err != nil {
+			w.log.Debug("ack failed", "partition", w.partition, "error", err)
+		}
+		stats.Duration = time.Since(start)
+		if w.committed != nil && stats.Events > 0 {
+			w.committed(stats)
+		}
+		if stop.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// idleCheck is how long a worker waits for an event before it asks the
+// consumer whether events are pending that it should have received.
+const idleCheck = 2 * time.Second
+
+// receive waits for a first event, then takes what else arrives within
+// batchWait, up to batchSize events. It returns nothing when stop is
+// canceled. While idle it checks the consumer every idleCheck: events
+// pending or delivered but not acknowledged, while none arrive here, mean
+// that another process (a replica that lost the partition and has not
+// noticed yet) pulled them, and the consumer must be reset.
+func (w *worker) receive(stop context.Context, cons jetstream.Consumer, msgs jetstream.MessagesContext) ([]jetstream.Msg, error) {
+	var first jetstream.Msg
+	for first == nil {
+		idle, cancel := context.WithTimeout(stop, idleCheck)
+		m, err := msgs.Next(jetstream.NextContext(idle))
+		cancel()
+		switch {
+		case err == nil:
+			first = m
+		case stop.Err() != nil:
+			return nil, nil
+		case idle.Err() == nil:
+			return nil, fmt.Errorf("receive events: %w", err)
+		default:
+			info, err := cons.Info(stop)
+			if err != nil {
+				return nil, fmt.Errorf("check consumer: %w", err)
+			}
+			if info.NumPending > 0 || info.NumAckPending > 0 {
+				return nil, fmt.Errorf("%w: %d events pending and %d unacknowledged, none received",
+					errDelivery, info.NumPending, info.NumAckPending)
+			}
+		}
+	}
+	batch := make([]jetstream.Msg, 1, w.batchSize)
+	batch[0] = first
+	window, cancel := context.WithTimeout(stop, w.batchWait)
+	defer cancel()
+	for len(batch) < w.batchSize {
+		m, err := msgs.Next(jetstream.NextContext(window))
+		if err != nil {
+			if window.Err() != nil {
+				break
+			}
+			return nil, fmt.Errorf("receive events: %w", err)
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// decode reads an event; what cannot be read is kept for the dead letters.
+func (w *worker) decode(m jetstream.Msg, seq uint64) item {
+	return decodeItem(m.Subject(), seq, m.Data(), w.upcasters)
+}
+
+// decodeItem reads a stored event. An event that cannot be read gets err
+// set, and the order of its subject, so that it can be dead-lettered and
+// its order's later events parked behind it.
+func decodeItem(subject string, seq uint64, body []byte, up es.Upcasters) item {
+	it := item{seq: seq, subject: subject, body: body}
+	_, orderID, ok := es.ParseEventSubject(subject)
+	if !ok {
+		it.orderID = subject
+		it.err = fmt.Errorf("%w: subject %q is not an order's event subject", es.ErrCorrupt, subject)
+		return it
+	}
+	it.orderID = orderID
+	e, err := es.DecodeEvent(subject, seq, body)
+	if err != nil {
+		it.err = fmt.Errorf("%w: %v", es.ErrCorrupt, err)
+		return it
+	}
+	it.event = e
+	if e.AggregateID != orderID {
+		it.err = fmt.Errorf("%w: event %s of %q stored on the subject of %q", es.ErrCorrupt, e.ID, e.AggregateID, orderID)
+		return it
+	}
+	if it.event, err = up.Upcast(e); err != nil {
+		it.event, it.err = e, err
+	}
+	return it
+}
+
+func (w *worker) loadCursor(ctx context.Context) (uint64, error) {
+	q := w.target.sql
+	if _, err := w.pool.Exec(ctx, q.ensureCheckpoint, w.target.projection, w.partition); err != nil {
+		return 0, fmt.Errorf("create checkpoint of partition %d: %w", w.partition, err)
+	}
+	var cursor int64
+	if err := w.pool.QueryRow(ctx, q.readCheckpoint, w.target.projection, w.partition).Scan(&cursor); err != nil {
+		return 0, fmt.Errorf("read checkpoint of partition %d: %w", w.partition, err)
+	}
+	return uint64(cursor), nil
+}
+
+// checkFence verifies, before the worker touches the shared consumer, that
+// the replica still holds the partition.
+func (w *worker) checkFence(ctx context.Context) error {
+	var held bool
+	if err := w.pool.QueryRow(ctx, fenceSQL, w.fence.args()...).Scan(&held); err != nil {
+		return fmt.Errorf("check lock of partition %d: %w", w.partition, err)
+	}
+	if !held {
+		return fmt.Errorf("%w: partition %d", errLostLock, w.partition)
+	}
+	return nil
+}
+
+// begin opens the batch's transaction in one round trip: it locks the
+// checkpoint row and checks it still reads from (the compare of the
+// compare-and-set), checks the fence, points search_path at the target and
+// reads the orders blocked behind a dead letter.
+func (w *worker) begin(ctx context.Context, from uint64) (pgx.Tx, map[string]bool, error) {
+	q := w.target.sql
+	var (
+		cur     int64
+		found   bool
+		held    bool
+		blocked = map[string]bool{}
+	)
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.Queue(q.lockCheckpoint, w.target.projection, w.partition).QueryRow(func(r pgx.Row) error {
+		err := r.Scan(&cur)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	b.Queue(fenceSQL, w.fence.args()...).QueryRow(func(r pgx.Row) error { return r.Scan(&held) })
+	b.Queue("SELECT set_config('search_path', $1, true)", q.searchPath)
+	b.Queue(q.blockedOrders, w.target.projection, w.partition).Query(func(rows pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error { blocked[id] = true; return nil })
+		return err
+	})
+	br := w.pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	if err := br.Close(); err != nil {
+		rollback(ctx, tx)
+		return nil, nil, fmt.Errorf("begin batch of partition %d: %w", w.partition, err)
+	}
+	switch {
+	case !held:
+		rollback(ctx, tx)
+		return nil, nil, fmt.Errorf("%w: partition %d", errLostLock, w.partition)
+	case !found || uint64(cur) != from:
+		rollback(ctx, tx)
+		return nil, nil, fmt.Errorf("%w: partition %d is at %d, not %d", errStale, w.partition, cur, from)
+	}
+	return tx, blocked, nil
+}
+
+func rollback(ctx context.Context, tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	tx.Rollback(ctx)
+}
