@@ -9,6 +9,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	runner "github.com/jetsource/jetsource/internal/projections"
 )
 
 // ScaledObject mirrors keda.sh/v1alpha1 ScaledObject as KEDA v2.21 defines
@@ -154,7 +156,8 @@ func checkScaledObject(t *testing.T, where string, so *ScaledObject, d *appsv1.D
 	}
 	var want []string
 	for p := range partitions {
-		want = append(want, fmt.Sprintf("projector_%s_%d", projection, p))
+		// The manifests leave JETSOURCE_SCHEMA at its default.
+		want = append(want, runner.ConsumerName(runner.DefaultSchema, projection, p))
 	}
 	slices.Sort(consumers)
 	slices.Sort(want)
