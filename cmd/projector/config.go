@@ -3,31 +3,28 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/url"
-	"os"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
+	"github.com/jetsource/jetsource/internal/tracing"
 )
 
 // Config is the projector's configuration, read from the environment.
 type Config struct {
+	natsconn.Config
+	tracing.Exporter
+
 	// Projection is the read model this deployment projects; the
 	// --projection flag overrides it.
 	Projection string `envconfig:"PROJECTOR_PROJECTION"`
-	// NATSURL lists the NATS servers, comma-separated: several are one
-	// cluster.
-	NATSURL     string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
-	NATSCreds   string `envconfig:"NATS_CREDS"`
-	NATSTLSCert string `envconfig:"NATS_TLS_CERT"`
-	NATSTLSKey  string `envconfig:"NATS_TLS_KEY"`
-	NATSTLSCA   string `envconfig:"NATS_TLS_CA"`
 	// DatabaseURL is the Postgres connection string; pool_max_conns in it
 	// overrides the pool size the projector picks.
 	DatabaseURL string `envconfig:"DATABASE_URL"`
@@ -37,9 +34,10 @@ type Config struct {
 	Partitions  int `envconfig:"JETSOURCE_PARTITIONS" default:"16"`
 	BatchSize   int `envconfig:"PROJECTOR_BATCH_SIZE" default:"500"`
 	MaxAttempts int `envconfig:"PROJECTOR_MAX_ATTEMPTS" default:"5"`
-	// MetricsAddr is the host:port of /healthz and /readyz (and /metrics,
-	// later); empty turns the server off.
-	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090"`
+	// MetricsAddr is the host:port of /metrics, /healthz and /readyz;
+	// empty turns the server off.
+	MetricsAddr string     `envconfig:"METRICS_ADDR" default:":9090"`
+	LogLevel    slog.Level `envconfig:"LOG_LEVEL" default:"info"`
 }
 
 // loadConfig reads the environment. It is the only place that does.
@@ -53,32 +51,12 @@ func loadConfig() (Config, error) {
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
-	var errs []error
+	errs := []error{c.Config.Validate()}
 	if c.Projection == "" {
 		errs = append(errs, fmt.Errorf("no projection: set PROJECTOR_PROJECTION or --projection to one of %s",
 			strings.Join(readmodel.Names(), ", ")))
 	} else if _, err := readmodel.New(c.Projection); err != nil {
 		errs = append(errs, fmt.Errorf("PROJECTOR_PROJECTION: %w", err))
-	}
-	if c.NATSURL == "" {
-		errs = append(errs, errors.New("NATS_URL is empty"))
-	}
-	for _, s := range strings.Split(c.NATSURL, ",") {
-		if u, err := url.Parse(strings.TrimSpace(s)); err != nil || u.Host == "" {
-			errs = append(errs, fmt.Errorf("NATS_URL: %q is not a server URL such as nats://host:4222", s))
-		}
-	}
-	for name, path := range map[string]string{"NATS_CREDS": c.NATSCreds, "NATS_TLS_CERT": c.NATSTLSCert,
-		"NATS_TLS_KEY": c.NATSTLSKey, "NATS_TLS_CA": c.NATSTLSCA} {
-		if path == "" {
-			continue
-		}
-		if _, err := os.Stat(path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-	}
-	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
-		errs = append(errs, errors.New("NATS_TLS_CERT and NATS_TLS_KEY go together: set both or neither"))
 	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("DATABASE_URL is required"))

@@ -12,8 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,18 +21,23 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsconn"
+	"github.com/jetsource/jetsource/internal/opsserver"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
+	"github.com/jetsource/jetsource/internal/tracing"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := loadConfig()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err == nil {
 		err = run(ctx, os.Args[1:], cfg, log)
 	}
@@ -68,42 +71,36 @@ func run(ctx context.Context, args []string, cfg Config, log *slog.Logger) error
 	}
 	log = log.With("projection", proj.Name())
 
-	nc, err := nats.Connect(cfg.NATSURL, natsOptions(cfg, log)...)
+	nc, err := natsconn.Connect(cfg.Config, "jetsource-projector-"+proj.Name(), log)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := es.RequireStreams(ctx, js, cfg.Partitions); err != nil {
-		return fmt.Errorf("event streams: %w", err)
-	}
-
-	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
-		// A transaction per owned partition at a time, plus room for the
-		// checks between batches.
-		poolCfg.MaxConns = int32(min(cfg.Partitions, 8) + 2)
-	}
-	poolCfg.ConnConfig.RuntimeParams["application_name"] = "jetsource-projector-" + proj.Name()
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return fmt.Errorf("connect to Postgres: %w", err)
-	}
-	defer pool.Close()
-	applied, err := migrations.Apply(ctx, pool, cfg.Schema)
+	pool, err := newPool(ctx, cfg, proj.Name())
 	if err != nil {
 		return err
 	}
-	if len(applied) > 0 {
-		log.Info("schema migrated", "schema", cfg.Schema, "versions", applied)
+	defer pool.Close()
+	tp, stopTracing, err := tracing.Provider(ctx, cfg.Exporter, "jetsource-projector")
+	if err != nil {
+		return err
 	}
+	defer func() {
+		if err := stopTracing(context.Background()); err != nil {
+			log.Warn("flush traces", "error", err)
+		}
+	}()
 
+	admin, err := projections.NewAdmin(pool, js, projections.AdminConfig{Schema: cfg.Schema, Partitions: cfg.Partitions, Logger: log})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runner, err := projections.NewRunner(pool, js, projections.Config{
 		Projection:  proj,
 		Schema:      cfg.Schema,
@@ -111,17 +108,46 @@ func run(ctx context.Context, args []string, cfg Config, log *slog.Logger) error
 		BatchSize:   cfg.BatchSize,
 		MaxAttempts: cfg.MaxAttempts,
 		Logger:      log,
+		Observer:    projections.NewMetrics(reg, admin, proj.Name(), log),
+		Tracer:      tp,
 	})
 	if err != nil {
 		return err
 	}
 	if cfg.MetricsAddr != "" {
-		stopServer, err := serveHealth(cfg.MetricsAddr, runner, log)
+		ops, err := opsserver.Listen(cfg.MetricsAddr, reg, readiness(nc, js, pool, runner, cfg.Partitions), log)
 		if err != nil {
 			return err
 		}
-		defer stopServer()
+		opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+		opsDone := make(chan error, 1)
+		go func() { opsDone <- ops.Serve(opsCtx) }()
+		defer func() {
+			stopOps()
+			if err := <-opsDone; err != nil {
+				log.Warn("ops server", "error", err)
+			}
+		}()
+		log.Info("serving metrics and health checks", "addr", ops.Addr())
 	}
+
+	// Liveness is served from here on; wait for NATS, the streams and
+	// Postgres, which may start after the projector.
+	if err := untilReady(ctx, log, "event streams", func(ctx context.Context) error {
+		return es.RequireStreams(ctx, js, cfg.Partitions)
+	}); err != nil {
+		return err
+	}
+	if err := untilReady(ctx, log, "schema migrations", func(ctx context.Context) error {
+		applied, err := migrations.Apply(ctx, pool, cfg.Schema)
+		if err == nil && len(applied) > 0 {
+			log.Info("schema migrated", "schema", cfg.Schema, "versions", applied)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+
 	log.Info("projector started", "schema", cfg.Schema, "partitions", cfg.Partitions)
 	if err := runner.Run(ctx); err != nil {
 		return err
@@ -130,56 +156,63 @@ func run(ctx context.Context, args []string, cfg Config, log *slog.Logger) error
 	return nil
 }
 
-func natsOptions(cfg Config, log *slog.Logger) []nats.Option {
-	opts := []nats.Option{
-		nats.Name("jetsource-projector-" + cfg.Projection),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "error", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "server", c.ConnectedUrlRedacted()) }),
+func newPool(ctx context.Context, cfg Config, projection string) (*pgxpool.Pool, error) {
+	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
+		// A transaction per owned partition at a time, plus room for the
+		// checks between batches and the metrics.
+		poolCfg.MaxConns = int32(min(cfg.Partitions, 8) + 3)
 	}
-	if cfg.NATSTLSCert != "" {
-		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
+	poolCfg.ConnConfig.RuntimeParams["application_name"] = "jetsource-projector-" + projection
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
-	if cfg.NATSTLSCA != "" {
-		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
-	}
-	return opts
+	return pool, nil
 }
 
-// ready is what /readyz asks.
-type ready interface{ Ready() bool }
-
-// serveHealth serves /healthz (the process is up) and /readyz (the runner
-// holds its lock session and heartbeats) until stop is called.
-func serveHealth(addr string, r ready, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("METRICS_ADDR: %w", err)
+// untilReady retries step while what it needs is unreachable, as in a pod
+// that starts before NATS or Postgres. A partition-count mismatch is fatal:
+// waiting cannot fix it.
+func untilReady(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := step(attempt)
+		cancel()
+		if err == nil || errors.Is(err, es.ErrPartitionMismatch) || errors.Is(err, migrations.ErrSchemaName) {
+			return err
+		}
+		log.Warn(what+" not ready; retrying", "error", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(wait):
+		}
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !r.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+}
+
+// readiness is what /readyz asks: connected to NATS and Postgres, the
+// streams present, the runner heartbeating and owning partitions.
+func readiness(nc *nats.Conn, js jetstream.JetStream, pool *pgxpool.Pool, runner *projections.Runner, partitions int) opsserver.ReadyFunc {
+	return func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected to NATS")
 		}
-		fmt.Fprintln(w, "ready")
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health server failed", "error", err)
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
 		}
-	}()
-	log.Info("serving health checks", "addr", ln.Addr().String())
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}, nil
+		if err := es.RequireStreams(ctx, js, partitions); err != nil {
+			return err
+		}
+		if !runner.Ready() {
+			return errors.New("projection runner not running or its lock session is not answering")
+		}
+		if len(runner.Owned()) == 0 {
+			return errors.New("owns no partition yet")
+		}
+		return nil
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
 	"github.com/jetsource/jetsource/internal/pgtest"
@@ -48,7 +49,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Projection: "sales_daily", NATSURL: "nats://127.0.0.1:4222", DatabaseURL: "postgres://localhost/db",
+	want := Config{Config: natsconn.Config{URL: "nats://127.0.0.1:4222"}, Projection: "sales_daily", DatabaseURL: "postgres://localhost/db",
 		Schema: "jetsource", Partitions: 16, BatchSize: 500, MaxAttempts: 5, MetricsAddr: ":9090"}
 	if cfg != want {
 		t.Errorf("config %+v\nwant   %+v", cfg, want)
@@ -59,7 +60,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	cfg := Config{Projection: "nope", NATSURL: "nats://a:4222,", NATSTLSCert: "/missing/cert.pem", Schema: "Bad-Schema",
+	cfg := Config{Config: natsconn.Config{URL: " ", TLSCert: "/missing/cert.pem"}, Projection: "nope", Schema: "Bad-Schema",
 		Partitions: 0, BatchSize: 100000, MaxAttempts: 0, MetricsAddr: "9090"}
 	err := cfg.Validate()
 	if err == nil {
@@ -94,7 +95,7 @@ func TestRunProjectsAndDrains(t *testing.T) {
 	db := cluster.DB(t)
 	store := es.NewStore(js, natstest.Partitions, nil)
 	addr := freeAddr(t)
-	cfg := Config{NATSURL: srv.ClientURL(), DatabaseURL: db, Schema: "jetsource", Partitions: natstest.Partitions,
+	cfg := Config{Config: natsconn.Config{URL: srv.ClientURL()}, DatabaseURL: db, Schema: "jetsource", Partitions: natstest.Partitions,
 		BatchSize: 100, MaxAttempts: 3, MetricsAddr: addr}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -158,7 +159,7 @@ func TestRunProjectsAndDrains(t *testing.T) {
 
 func TestRunRefusesAPartitionMismatch(t *testing.T) {
 	srv, _, _ := natstest.Streams(t, natstest.Partitions)
-	cfg := Config{Projection: "order_summary", NATSURL: srv.ClientURL(), DatabaseURL: cluster.DB(t), Schema: "jetsource",
+	cfg := Config{Config: natsconn.Config{URL: srv.ClientURL()}, Projection: "order_summary", DatabaseURL: cluster.DB(t), Schema: "jetsource",
 		Partitions: 8, BatchSize: 100, MaxAttempts: 3}
 	err := run(context.Background(), nil, cfg, quiet())
 	if !errors.Is(err, es.ErrPartitionMismatch) {

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
@@ -62,6 +65,9 @@ type Config struct {
 	Upcasters es.Upcasters
 	// Observer receives batch and ownership figures; may be nil.
 	Observer Observer
+	// Tracer continues the trace of each event that carries one (the
+	// traceparent header): a span per projected event. No-op if nil.
+	Tracer trace.TracerProvider
 	// Logger receives operational logs; discarded if nil.
 	Logger *slog.Logger
 }
@@ -103,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider()
 	}
 }
 

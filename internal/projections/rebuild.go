@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/jetsource/jetsource/internal/es"
 )
 
@@ -130,8 +132,10 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		ackWait:      DefaultAckWait,
 		upcasters:    opts.Upcasters,
 		log:          log,
-		committed:    func(s BatchStats) { done.Add(uint64(s.Events)) },
-		started:      func(part int) { started[part].Store(true) },
+		// A rebuild replays old events: their traces ended long ago.
+		tracer:    noop.NewTracerProvider().Tracer(""),
+		committed: func(s BatchStats) { done.Add(uint64(s.Events)) },
+		started:   func(part int) { started[part].Store(true) },
 	}
 	stop, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()

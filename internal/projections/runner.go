@@ -266,6 +266,7 @@ func (o *owner) workerConfig() workerConfig {
 		ackWait:      o.cfg.AckWait,
 		upcasters:    o.cfg.Upcasters,
 		log:          o.cfg.Logger.With("projection", o.target.projection),
+		tracer:       o.cfg.Tracer.Tracer("github.com/jetsource/jetsource/internal/projections"),
 		committed:    o.batchCommitted,
 	}
 }

@@ -9,9 +9,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/tracing"
 )
 
 var (
@@ -45,6 +50,7 @@ type workerConfig struct {
 	ackWait     time.Duration
 	upcasters   es.Upcasters
 	log         *slog.Logger
+	tracer      trace.Tracer
 	// committed is called after each committed batch; may be nil.
 	committed func(BatchStats)
 	// started is called once the consumer points at the event after the
@@ -177,7 +183,10 @@ func (w *worker) session(stop, kill context.Context) error {
 		stats := BatchStats{Projection: w.target.projection, Partition: w.partition, Pending: pending, From: cursor, Cursor: cursor}
 		if len(items) > 0 {
 			to := items[len(items)-1].seq
-			if err := w.commit(kill, cursor, to, items, &stats); err != nil {
+			spans := w.startSpans(batch, items)
+			err := w.commit(kill, cursor, to, items, &stats)
+			endSpans(spans, err)
+			if err != nil {
 				return err
 			}
 			cursor = to
@@ -195,6 +204,37 @@ func (w *worker) session(stop, kill context.Context) error {
 		if stop.Err() != nil {
 			return nil
 		}
+	}
+}
+
+// startSpans continues the trace of every event of the batch that carries
+// one, with a span that ends when the batch is committed or abandoned.
+// Without a traceparent header there is nothing to continue.
+func (w *worker) startSpans(batch []jetstream.Msg, items []item) []trace.Span {
+	var spans []trace.Span
+	first := len(batch) - len(items) // the batch's events at or below the cursor are not projected
+	for i, m := range batch[first:] {
+		h := m.Headers()
+		if h.Get("traceparent") == "" {
+			continue
+		}
+		_, span := w.tracer.Start(tracing.Extract(context.Background(), nats.Header(h)), "project "+items[i].event.Type,
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("jetsource.projection", w.target.projection),
+				attribute.String("jetsource.order_id", items[i].orderID),
+				attribute.Int64("messaging.jetstream.stream_sequence", int64(items[i].seq))))
+		spans = append(spans, span)
+	}
+	return spans
+}
+
+func endSpans(spans []trace.Span, err error) {
+	for _, s := range spans {
+		if err != nil {
+			s.RecordError(err)
+			s.SetStatus(codes.Error, "batch not committed")
+		}
+		s.End()
 	}
 }
 
