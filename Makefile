@@ -8,7 +8,7 @@ GO ?= go
 BIN := bin
 
 <<<<<<< HEAD
-.PHONY: all build test lint bench fuzz clean
+.PHONY: all build test lint bench fuzz chaos clean
 =======
 .PHONY: all build test lint bench images clean
 >>>>>>> deploy
@@ -31,6 +31,13 @@ bench:
 	$(GO) run ./test/bench
 
 <<<<<<< HEAD
+# The long fault runs: many SIGKILLs of every binary under load, the
+# cluster failover and restarts of NATS and PostgreSQL. Each prints a
+# summary; JETSOURCE_CHAOS_SEED replays a kill schedule.
+chaos:
+	JETSOURCE_CHAOS_ORDERS=$${JETSOURCE_CHAOS_ORDERS:-2000} JETSOURCE_CHAOS_KILLS=$${JETSOURCE_CHAOS_KILLS:-25} \
+		$(GO) test -count=1 -v -timeout 60m -run 'TestChaos|TestClusterLeaderFailover|Restart' ./test/integration
+
 # Searches for command-parsing inputs that break the invariants of FuzzParse;
 # `make test` runs only its seed corpus.
 fuzz:

@@ -62,8 +62,10 @@ func leaseBucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig
 		History:        1,
 		TTL:            ttl,
 		LimitMarkerTTL: ttl,
-		Storage:        jetstream.MemoryStorage,
-		Replicas:       replicas,
+		// File storage: a restarted server keeps the leases, so no replica
+		// takes a partition that another still runs.
+		Storage:  jetstream.FileStorage,
+		Replicas: replicas,
 	}
 }
 
@@ -96,6 +98,7 @@ func (c *coordinator) loop(ctx context.Context) error {
 	c.rebalance(ctx)
 	ticker := time.NewTicker(c.tick)
 	defer ticker.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -108,7 +111,14 @@ func (c *coordinator) loop(ctx context.Context) error {
 				c.seen(e)
 			}
 		case <-ticker.C:
-			c.heartbeat(ctx)
+			if c.heartbeat(ctx) {
+				failures = 0
+			} else if failures++; failures*int(c.tick) >= int(c.ttl) {
+				// The bucket has not answered for a whole TTL: every lease
+				// has lapsed. Start over, recreating the bucket and the
+				// watch (a NATS server restarted without its data, say).
+				return fmt.Errorf("lease bucket %s unreachable for %s", LeaseBucket, c.ttl)
+			}
 			c.rebalance(ctx)
 		}
 	}
@@ -125,16 +135,18 @@ func (c *coordinator) seen(e jetstream.KeyValueEntry) {
 	}
 }
 
-func (c *coordinator) heartbeat(ctx context.Context) {
+// heartbeat announces this replica; false if the bucket did not answer.
+func (c *coordinator) heartbeat(ctx context.Context) bool {
 	op, cancel := context.WithTimeout(ctx, c.tick)
 	defer cancel()
 	if _, err := c.kv.Put(op, c.memberKey(), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		c.log.Warn("aggregator heartbeat failed", "error", err)
-		return
+		return false
 	}
 	c.mu.Lock()
 	c.members[c.self] = time.Now()
 	c.mu.Unlock()
+	return true
 }
 
 // assignment is the partitions this replica should run given the live

@@ -179,12 +179,7 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 // stops fetching, finishes the command in hand of each partition, gives its
 // leases up and returns.
 func (s *Service) Run(ctx context.Context) error {
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, leaseBucketConfig(s.cfg.LeaseTTL, s.cfg.StreamReplicas))
-	if err != nil {
-		return fmt.Errorf("create lease bucket %s: %w", LeaseBucket, err)
-	}
 	c := &coordinator{
-		kv:         kv,
 		self:       s.cfg.ReplicaID,
 		partitions: s.cfg.Partitions,
 		ttl:        s.cfg.LeaseTTL,
@@ -196,7 +191,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
 	for {
-		err := c.loop(ctx)
+		kv, err := s.js.CreateOrUpdateKeyValue(ctx, leaseBucketConfig(s.cfg.LeaseTTL, s.cfg.StreamReplicas))
+		if err == nil {
+			c.kv = kv
+			err = c.loop(ctx)
+		} else {
+			err = fmt.Errorf("create lease bucket %s: %w", LeaseBucket, err)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -1,6 +1,6 @@
 // Package integration holds black-box tests that run the JetSource binaries
-// as processes against an embedded NATS server (and PostgreSQL, where
-// projections are involved), and kill them.
+// as processes against an embedded NATS server and a real PostgreSQL, and
+// kill them.
 package integration
 
 import (
@@ -9,26 +9,42 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/jetsource/jetsource/internal/pgtest"
 )
 
-// binDir holds the binaries built once for the package's tests.
-var binDir string
+var (
+	// binDir holds the binaries built once for the package's tests.
+	binDir string
+	// postgres is the package's PostgreSQL server; each test takes its own
+	// database with postgres.DB(t).
+	postgres *pgtest.Cluster
+)
 
 func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "jetsource-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	binDir = dir
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "../../cmd/...")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
+		return 1
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	c, stop, err := pgtest.StartCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "postgres:", err)
+		return 1
+	}
+	defer stop()
+	postgres = c
+	return m.Run()
 }

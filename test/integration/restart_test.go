@@ -1,0 +1,85 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jetsource/jetsource/internal/pgserver"
+	"github.com/jetsource/jetsource/internal/workload"
+)
+
+// TestNATSRestartUnderLoad restarts the NATS server (same port, same data)
+// while commands stream in: the aggregator and the projectors reconnect and
+// resume without operator action, and nothing is lost or doubled.
+func TestNATSRestartUnderLoad(t *testing.T) {
+	s := newStack(t)
+	s.run("aggregator", "aggregator", "AGGREGATOR_REPLICA_ID=agg-0", "AGGREGATOR_LEASE_TTL=2s")
+	for _, p := range []string{"order_summary", "order_history", "sales_daily"} {
+		s.run(p, "projector", "PROJECTOR_PROJECTION="+p)
+	}
+	cmds := workload.Waves("natsrestart", 120)
+	published := make(chan error, 1)
+	go func() { published <- s.publish(context.Background(), cmds, 20*time.Millisecond) }()
+	time.Sleep(300 * time.Millisecond)
+	s.restartNATS(time.Second)
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	results := s.results(cmds, 2*time.Minute)
+	s.checkOutcomes(cmds, results)
+	s.checkReadModels()
+}
+
+// TestPostgresRestartDuringProjection stops PostgreSQL while projectors
+// work and starts it again: they reconnect and resume from their cursors,
+// and the read models end exactly as a fresh projection.
+func TestPostgresRestartDuringProjection(t *testing.T) {
+	ctx := context.Background()
+	// The server runs as the postgres user, who must be able to reach the
+	// data folder.
+	base, err := os.MkdirTemp("", "jetsource-pg-restart-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "data")
+	pg, err := pgserver.Start(ctx, pgserver.Config{Dir: dir, Install: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pg.Port()
+	t.Cleanup(func() { _ = pg.Stop() })
+	db, err := pg.CreateDatabase(ctx, "jetsource")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s := newStackOn(t, db)
+	s.run("aggregator", "aggregator", "AGGREGATOR_REPLICA_ID=agg-0")
+	for _, p := range []string{"order_summary", "order_history", "sales_daily"} {
+		s.run(p, "projector", "PROJECTOR_PROJECTION="+p, "PROJECTOR_BATCH_SIZE=20")
+	}
+	cmds := workload.Waves("pgrestart", 120)
+	published := make(chan error, 1)
+	go func() { published <- s.publish(ctx, cmds, 20*time.Millisecond) }()
+	time.Sleep(400 * time.Millisecond)
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if pg, err = pgserver.Start(ctx, pgserver.Config{Dir: dir, Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	results := s.results(cmds, 2*time.Minute)
+	s.checkOutcomes(cmds, results)
+	s.checkReadModels()
+}
