@@ -154,3 +154,49 @@ func waitResult(t *testing.T, js jetstream.JetStream, commandID string) {
 		return err == nil
 	})
 }
+
+// TestProjectorMetricsAndReadiness scrapes a running projector under load
+// and watches its readiness follow NATS going away and coming back.
+func TestProjectorMetricsAndReadiness(t *testing.T) {
+	s := newStack(t)
+	s.run("aggregator", "aggregator", "AGGREGATOR_REPLICA_ID=agg-0")
+	addr := freeAddr(t)
+	s.run("projector", "projector", "PROJECTOR_PROJECTION=order_summary", "METRICS_ADDR="+addr)
+	base := "http://" + addr
+	eventually(t, 20*time.Second, "projector /readyz answers 200", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+	_, before := httpGet(base + "/metrics")
+	if v := metricValue(t, before, "jetsource_projection_partitions_owned"); v != 16 {
+		t.Fatalf("partitions owned = %v", v)
+	}
+
+	cmds := workload.Waves("projmetrics", 100)
+	if err := s.publish(context.Background(), cmds, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.results(cmds, time.Minute)
+	eventually(t, 30*time.Second, "events applied are counted", func() bool {
+		_, body := httpGet(base + "/metrics")
+		return metricValue(t, body, `jetsource_projection_events_total\{outcome="applied",projection="order_summary"\}`) >= float64(len(cmds)-5)
+	})
+	_, after := httpGet(base + "/metrics")
+	for _, series := range []string{"jetsource_projection_batch_size_count", "jetsource_projection_batch_duration_seconds_count"} {
+		if metricValue(t, after, series) <= metricValue(t, before, series) {
+			t.Errorf("%s did not move under load", series)
+		}
+	}
+	for _, series := range []string{`jetsource_projection_lag_events\{partition="3",projection="order_summary"\}`,
+		`jetsource_projection_lag_seconds\{partition="3",projection="order_summary"\}`,
+		`jetsource_projection_dead_letters\{projection="order_summary",status="failed"\}`} {
+		if !regexp.MustCompile(`(?m)^` + series + ` `).MatchString(after) {
+			t.Errorf("no series %s", series)
+		}
+	}
+	if metricValue(t, after, `jetsource_projection_cursor`) == 0 {
+		t.Error("cursors not reported")
+	}
+
+	s.nats.Shutdown()
+	eventually(t, 10*time.Second, "projector /readyz answers 503 while NATS is down", func() bool { code, _ := httpGet(base + "/readyz"); return code == 503 })
+	s.startNATS()
+	eventually(t, 30*time.Second, "projector /readyz answers 200 after NATS is back", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+}
