@@ -27,8 +27,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
+# Aggregator and event store figures, then projection throughput, rebuild
+# rate and the raw pgx baseline over 1,000,000 events.
 bench:
 	$(GO) run ./test/bench
+	JETSOURCE_BENCH_EVENTS=$${JETSOURCE_BENCH_EVENTS:-1000000} \
+		$(GO) test -run '^$$' -bench BenchmarkProjections -benchtime 1x -timeout 30m ./internal/projections
 
 <<<<<<< HEAD
 # The long fault runs: many SIGKILLs of every binary under load, the
