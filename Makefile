@@ -7,11 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-<<<<<<< HEAD
-.PHONY: all build test lint bench fuzz chaos clean
-=======
-.PHONY: all build test lint bench images clean
->>>>>>> deploy
+.PHONY: all build test lint bench fuzz chaos images clean
 
 all: lint test
 
@@ -34,7 +30,6 @@ bench:
 	JETSOURCE_BENCH_EVENTS=$${JETSOURCE_BENCH_EVENTS:-1000000} \
 		$(GO) test -run '^$$' -bench BenchmarkProjections -benchtime 1x -timeout 30m ./internal/projections
 
-<<<<<<< HEAD
 # The long fault runs: many SIGKILLs of every binary under load, the
 # cluster failover and restarts of NATS and PostgreSQL. Each prints a
 # summary; JETSOURCE_CHAOS_SEED replays a kill schedule.
@@ -46,12 +41,11 @@ chaos:
 # `make test` runs only its seed corpus.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./internal/aggregator
-=======
+
 # Container images (needs Docker with BuildKit); see docs/operations.md.
 images:
 	docker build -f deploy/Dockerfile --build-arg BINARY=aggregator -t jetsource/aggregator:dev .
 	docker build -f deploy/Dockerfile --build-arg BINARY=projector -t jetsource/projector:dev .
->>>>>>> deploy
 
 clean:
 	rm -rf $(BIN)
