@@ -43,6 +43,8 @@ func (h *handler) at(point, commandID string) error {
 type outcome struct {
 	subject string
 	result  es.Result
+	// correlationID is the command's, for the logs.
+	correlationID string
 	// replayed is set when the result was established earlier (a redelivery
 	// or a re-sent command id).
 	replayed bool
@@ -58,7 +60,7 @@ func (h *handler) handle(ctx context.Context, subject string, header map[string]
 	defer func() {
 		if p := recover(); p != nil {
 			h.log.Error("command handler panicked", "command_id", in.commandID, "order_id", in.env.OrderID,
-				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				"correlation_id", in.env.Metadata.CorrelationID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			out, err = rejected(in, fmt.Errorf("%w: the command crashed the handler", errInternal)), nil
 		}
 	}()
@@ -204,7 +206,7 @@ func accepted(in incoming, events []es.Event, sequence uint64) outcome {
 	for i, e := range events {
 		ids[i] = e.ID
 	}
-	return outcome{subject: in.resultSubject, result: es.Result{
+	return outcome{subject: in.resultSubject, correlationID: in.env.Metadata.CorrelationID, result: es.Result{
 		CommandID:      in.commandID,
 		OrderID:        in.env.OrderID,
 		Status:         es.StatusAccepted,
@@ -215,7 +217,7 @@ func accepted(in incoming, events []es.Event, sequence uint64) outcome {
 }
 
 func rejected(in incoming, err error) outcome {
-	return outcome{subject: in.resultSubject, result: es.Result{
+	return outcome{subject: in.resultSubject, correlationID: in.env.Metadata.CorrelationID, result: es.Result{
 		CommandID: in.commandID,
 		OrderID:   in.env.OrderID,
 		Status:    es.StatusRejected,

@@ -358,11 +358,13 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, log *slog.Logg
 	span.SetAttributes(attribute.String("jetsource.command_id", r.CommandID), attribute.String("jetsource.order_id", r.OrderID),
 		attribute.String("jetsource.status", r.Status), attribute.String("jetsource.error_code", code))
 	s.cfg.Observer.CommandHandled(commandType, r.Status, code, out.replayed, elapsed)
-	attrs := []any{"command_id", r.CommandID, "order_id", r.OrderID, "command_type", commandType, "status", r.Status,
-		"replayed", out.replayed, "stream_sequence", meta.Sequence.Stream, "duration_ms", float64(elapsed.Microseconds()) / 1000}
-	if r.Error != nil {
-		attrs = append(attrs, "code", r.Error.Code, "error", r.Error.Message)
+	attrs := []any{"command_id", r.CommandID, "order_id", r.OrderID, "correlation_id", out.correlationID, "command_type", commandType,
+		"status", r.Status, "replayed", out.replayed, "stream_sequence", meta.Sequence.Stream, "duration_ms", float64(elapsed.Microseconds()) / 1000}
+	if r.Error == nil {
+		log.Debug("command handled", attrs...)
+		return nil
 	}
-	log.Debug("command handled", attrs...)
+	// Rejections are rarer and worth seeing at the default level.
+	log.Info("command rejected", append(attrs, "code", r.Error.Code, "error", r.Error.Message)...)
 	return nil
 }
