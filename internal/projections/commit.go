@@ -94,8 +94,10 @@ func (w *worker) commitOneByOne(ctx context.Context, from, to uint64, items []it
 			if !errors.As(err, &failed) {
 				return err
 			}
-			w.log.Error("event dead-lettered", "partition", w.partition, "sequence", it.seq,
-				"order", it.orderID, "event", it.event.ID, "type", it.event.Type, "attempts", attempts, "error", failed.err)
+			w.log.Error("event dead-lettered", "partition", w.partition, "stream_sequence", it.seq,
+				"order_id", it.orderID, "event_id", it.event.ID, "event_type", it.event.Type,
+				"command_id", it.event.Metadata.CausationID, "correlation_id", it.event.Metadata.CorrelationID,
+				"attempts", attempts, "error", failed.err)
 			letters = append(letters, deadLetter{item: it, status: StatusFailed, err: failed.err.Error(), attempts: attempts})
 			blocked[it.orderID] = true
 			continue
