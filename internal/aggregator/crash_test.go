@@ -1,8 +1,10 @@
 package aggregator_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natstest"
 )
 
 // TestCrashBetweenAppendAndAckDuplicatesNothing kills the aggregator's
@@ -110,4 +113,61 @@ func TestLostAppendAcknowledgementIsVerifiedNotRetriedBlindly(t *testing.T) {
 	if len(events) != 2 || create.Version != 1 || add.Version != 2 || add.EventIDs[0] != events[1].ID {
 		t.Fatalf("after lost acknowledgements: %d events, results %+v %+v", len(events), create, add)
 	}
+}
+
+// TestLostLeaseDoesNotRunAPartitionTwice makes a partition's lease renewal
+// fail while its worker is stuck inside a command: the replica must not
+// start the partition again until that worker has finished, or two workers
+// would decide the partition's commands out of order.
+func TestLostLeaseDoesNotRunAPartitionTwice(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	h.stop()
+	orderID := newID("ord")
+	submit := newID("submit")
+	stuck := make(chan struct{})
+	var once sync.Once
+	h.stop = h.runOn(h.js, aggregator.Config{ReplicaID: "solo", LeaseTTL: 2 * time.Second}, func(point, commandID string) error {
+		if point == "decide" && commandID == submit {
+			once.Do(func() { close(stuck) })
+			time.Sleep(1500 * time.Millisecond)
+		}
+		return nil
+	})
+	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: orderID, Data: map[string]any{"customerId": "c"}}))
+	submitBody, _ := json.Marshal(cmd{ID: submit, Type: "SubmitOrder", OrderID: orderID})
+	h.publish(es.CommandSubject(orderID, "SubmitOrder"), submit, submitBody)
+	add := newID("cmd")
+	addBody, _ := json.Marshal(cmd{ID: add, Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 5}})
+	h.publish(es.CommandSubject(orderID, "AddItem"), add, addBody)
+
+	<-stuck
+	// Another write to the lease key makes this replica's next renewal
+	// fail its compare-and-set, as a timed-out renewal would.
+	kv, err := h.js.KeyValue(context.Background(), aggregator.LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fmt.Sprintf("partitions.%d", es.Partition(orderID, natstest.Partitions))
+	if _, err := kv.Put(context.Background(), key, []byte("solo")); err != nil {
+		t.Fatal(err)
+	}
+
+	rejectedWith(t, h.waitResult(es.ResultSubject(submit)), es.CodeInvalidState)
+	if r := accepted(t, h.waitResult(es.ResultSubject(add))); r.Version != 2 {
+		t.Fatalf("AddItem at version %d", r.Version)
+	}
+	time.Sleep(3 * time.Second) // let any second worker act, if there were one
+	events := h.events(orderID)
+	if len(events) != 2 || events[1].Type != "ItemAdded" {
+		t.Fatalf("events %v: the SubmitOrder decided before the AddItem was applied after it", eventTypes(events))
+	}
+	rejectedWith(t, h.waitResult(es.ResultSubject(submit)), es.CodeInvalidState)
+}
+
+func eventTypes(events []es.Event) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = e.Type
+	}
+	return out
 }

@@ -55,7 +55,11 @@ type outcome struct {
 // be acknowledged, and handling it again later is safe. A panic while
 // handling becomes an internal rejection, so a poison message cannot block
 // its partition.
-func (h *handler) handle(ctx context.Context, subject string, header map[string][]string, body []byte, sequence uint64) (out outcome, err error) {
+//
+// A redelivered command may have an outcome stored a moment ago, which a
+// lagging replica would not show yet: its earlier outcome is looked up on
+// the stream leader.
+func (h *handler) handle(ctx context.Context, subject string, header map[string][]string, body []byte, sequence uint64, redelivered bool) (out outcome, err error) {
 	in := parse(subject, header, body, sequence)
 	defer func() {
 		if p := recover(); p != nil {
@@ -65,7 +69,11 @@ func (h *handler) handle(ctx context.Context, subject string, header map[string]
 		}
 	}()
 	if in.commandID != "" {
-		prior, found, err := h.store.LookupResult(ctx, in.commandID)
+		lookup := h.store.LookupResult
+		if redelivered {
+			lookup = h.store.LookupResultFromLeader
+		}
+		prior, found, err := lookup(ctx, in.commandID)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -76,7 +84,15 @@ func (h *handler) handle(ctx context.Context, subject string, header map[string]
 	if in.err != nil {
 		return rejected(in, in.err), nil
 	}
-	return h.execute(ctx, in)
+	out, err = h.execute(ctx, in)
+	if errors.Is(err, es.ErrCorrupt) {
+		// Retrying cannot repair a history this build cannot read; it
+		// would only hold up every later command of the partition.
+		h.log.Error("order history unreadable; command rejected", "command_id", in.commandID, "order_id", in.env.OrderID,
+			"correlation_id", in.env.Metadata.CorrelationID, "error", err)
+		return rejected(in, fmt.Errorf("%w: the order's history cannot be read: %v", errInternal, err)), nil
+	}
+	return out, err
 }
 
 // execute loads, decides and appends, retrying on conflicts.

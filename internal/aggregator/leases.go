@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,23 +36,43 @@ type coordinator struct {
 	self       string
 	partitions int
 	ttl, tick  time.Duration
-	// run handles one partition until its context ends.
-	run func(ctx context.Context, partition int)
+	// run handles one partition until its context ends or its tenure does.
+	run func(ctx context.Context, partition int, t *tenure)
 	log *slog.Logger
 
 	mu      sync.Mutex
 	members map[string]time.Time // last heartbeat seen
 	owned   map[int]*lease
-	wg      sync.WaitGroup
+	// stopping holds the workers of partitions this replica gave up or
+	// lost that have not finished yet: a partition is not started again
+	// while its previous worker may still act on it.
+	stopping map[int]<-chan struct{}
+	wg       sync.WaitGroup
 }
 
 // lease is a partition this replica holds.
 type lease struct {
 	revision uint64
+	tenure   *tenure
 	cancel   context.CancelFunc
 	// done closes when the partition's worker has stopped.
 	done chan struct{}
 }
+
+// tenure is how long this replica may still act on a partition: until the
+// TTL runs out after the start of its last successful lease renewal, less a
+// margin. Another replica can take the partition only after the lease
+// expires, so a worker that stops at the end of its tenure never overlaps
+// the next owner, even when its renewals fail silently.
+type tenure struct{ until atomic.Int64 } // unix nanoseconds
+
+func (t *tenure) extend(to time.Time) { t.until.Store(to.UnixNano()) }
+
+// deadline is when the tenure ends.
+func (t *tenure) deadline() time.Time { return time.Unix(0, t.until.Load()) }
+
+// valid reports whether the tenure has not ended yet.
+func (t *tenure) valid() bool { return time.Now().Before(t.deadline()) }
 
 // leaseBucketConfig keeps keys for ttl; limit markers make watchers see
 // expiries as deletions.
@@ -201,20 +222,42 @@ func (c *coordinator) rebalance(ctx context.Context) {
 func (c *coordinator) renew(ctx context.Context, p int, l *lease) bool {
 	op, cancel := context.WithTimeout(ctx, c.tick)
 	defer cancel()
+	started := time.Now()
 	rev, err := c.kv.Update(op, leaseKey(p), []byte(c.self), l.revision)
 	if err != nil {
 		c.log.Warn("partition lease lost; stopping the partition", "partition", p, "error", err)
 		l.cancel()
 		delete(c.owned, p)
+		c.stopping[p] = l.done
 		return false
 	}
 	l.revision = rev
+	l.tenure.extend(started.Add(c.ttl - c.tick))
 	return true
 }
 
+// stillStopping reports whether p's previous worker has not finished yet.
+func (c *coordinator) stillStopping(p int) bool {
+	done, ok := c.stopping[p]
+	if !ok {
+		return false
+	}
+	select {
+	case <-done:
+		delete(c.stopping, p)
+		return false
+	default:
+		return true
+	}
+}
+
 func (c *coordinator) acquire(ctx context.Context, p int) {
+	if c.stillStopping(p) {
+		return
+	}
 	op, cancel := context.WithTimeout(ctx, c.tick)
 	defer cancel()
+	started := time.Now()
 	rev, err := c.kv.Create(op, leaseKey(p), []byte(c.self))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		rev, err = c.reclaim(op, p)
@@ -226,12 +269,13 @@ func (c *coordinator) acquire(ctx context.Context, p int) {
 		return
 	}
 	workCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	l := &lease{revision: rev, cancel: stop, done: make(chan struct{})}
+	l := &lease{revision: rev, tenure: &tenure{}, cancel: stop, done: make(chan struct{})}
+	l.tenure.extend(started.Add(c.ttl - c.tick))
 	c.owned[p] = l
 	c.log.Info("partition acquired", "partition", p)
 	c.wg.Go(func() {
 		defer close(l.done)
-		c.run(workCtx, p)
+		c.run(workCtx, p, l.tenure)
 	})
 }
 
@@ -255,6 +299,7 @@ func (c *coordinator) reclaim(ctx context.Context, p int) (uint64, error) {
 // lapses instead, and the next owner waits for that.
 func (c *coordinator) release(p int, l *lease) {
 	delete(c.owned, p)
+	c.stopping[p] = l.done
 	l.cancel()
 	c.wg.Go(func() {
 		<-l.done

@@ -61,6 +61,8 @@ type Config struct {
 	StreamReplicas int
 	// Tracer traces commands; a no-op provider if nil.
 	Tracer trace.TracerProvider
+	// Upcasters lift events of older schema versions when orders load.
+	Upcasters es.Upcasters
 }
 
 func (c *Config) setDefaults() {
@@ -162,7 +164,7 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("aggregator config: %w", err)
 	}
-	store := es.NewStore(js, cfg.Partitions, nil)
+	store := es.NewStore(js, cfg.Partitions, cfg.Upcasters)
 	repo := NewRepository(store, es.RepositoryConfig{CacheSize: cfg.CacheSize, SnapshotEvery: cfg.SnapshotEvery, Now: cfg.Now})
 	return &Service{
 		js:    js,
@@ -184,10 +186,11 @@ func (s *Service) Run(ctx context.Context) error {
 		partitions: s.cfg.Partitions,
 		ttl:        s.cfg.LeaseTTL,
 		tick:       s.cfg.LeaseTTL / 5,
-		run:        s.RunPartition,
+		run:        s.runPartition,
 		log:        s.cfg.Logger,
 		members:    map[string]time.Time{},
 		owned:      map[int]*lease{},
+		stopping:   map[int]<-chan struct{}{},
 	}
 	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
 	for {
@@ -223,11 +226,16 @@ func (s *Service) Ready(ctx context.Context) error {
 	return nil
 }
 
-// RunPartition handles one partition's commands in stream order until ctx
-// is canceled. The caller must make sure no other process runs the same
-// partition at the same time. Failures (NATS unreachable, consumer deleted)
-// are logged and retried with backoff; they never skip a command.
-func (s *Service) RunPartition(ctx context.Context, partition int) {
+// errTenureOver stops a partition whose lease may have passed to another
+// replica.
+var errTenureOver = errors.New("partition lease tenure over")
+
+// runPartition handles one partition's commands in stream order until ctx
+// is canceled or the tenure of its lease ends; no command is started, and
+// none is still being handled, after the tenure. Failures (NATS
+// unreachable, consumer deleted) are logged and retried with backoff; they
+// never skip a command.
+func (s *Service) runPartition(ctx context.Context, partition int, t *tenure) {
 	log := s.cfg.Logger.With("partition", partition)
 	s.cfg.Observer.Partition(partition, true)
 	s.owned.Add(1)
@@ -240,8 +248,12 @@ func (s *Service) RunPartition(ctx context.Context, partition int) {
 	s.repo.ForgetPartition(partition)
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
-		err := s.consume(ctx, partition, log)
+		err := s.consume(ctx, partition, t, log)
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errTenureOver) {
+			log.Warn("partition stopped: its lease was not renewed in time")
 			return
 		}
 		log.Warn("partition consumer stopped; restarting", "error", err)
@@ -261,7 +273,10 @@ func consumerName(partition int) string { return "aggregator-" + strconv.Itoa(pa
 // begins at the oldest unacknowledged command, so commands are handed over
 // in stream order, with none skipped, even when a previous owner died
 // holding some of them.
-func (s *Service) consume(ctx context.Context, partition int, log *slog.Logger) error {
+func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *slog.Logger) error {
+	if !t.valid() {
+		return errTenureOver
+	}
 	cons, err := s.recreateConsumer(ctx, partition)
 	if err != nil {
 		return err
@@ -279,7 +294,10 @@ func (s *Service) consume(ctx context.Context, partition int, log *slog.Logger) 
 			}
 			return fmt.Errorf("next command of partition %d: %w", partition, err)
 		}
-		if err := s.process(ctx, msg, log); err != nil {
+		if !t.valid() {
+			return errTenureOver
+		}
+		if err := s.process(ctx, msg, t, log); err != nil {
 			return err
 		}
 	}
@@ -314,7 +332,7 @@ func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstrea
 // Infrastructure failures are retried in place so later commands of the
 // partition never overtake it. Cancelling ctx stops the retries but lets an
 // attempt in progress finish within DrainTimeout.
-func (s *Service) process(ctx context.Context, msg jetstream.Msg, log *slog.Logger) error {
+func (s *Service) process(ctx context.Context, msg jetstream.Msg, t *tenure, log *slog.Logger) error {
 	started := time.Now()
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -329,10 +347,14 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, log *slog.Logg
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
 	var out outcome
 	for {
-		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
-		out, err = s.handler.handle(work, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream)
+		if !t.valid() {
+			return errTenureOver
+		}
+		// The attempt may outlive ctx (a drain) but never the tenure.
+		work, cancel := context.WithDeadline(context.WithoutCancel(ctx), minTime(time.Now().Add(s.cfg.DrainTimeout), t.deadline()))
+		out, err = s.handler.handle(work, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.NumDelivered > 1)
 		if err == nil {
-			err = s.store.PublishResult(work, out.subject, out.result)
+			err = s.publish(work, &out, log)
 		}
 		cancel()
 		if err == nil {
@@ -367,4 +389,30 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, log *slog.Logg
 	// Rejections are rarer and worth seeing at the default level.
 	log.Info("command rejected", append(attrs, "code", r.Error.Code, "error", r.Error.Message)...)
 	return nil
+}
+
+// publish stores the outcome's result. A replayed outcome is stored again
+// as it was, for whoever waits on the subject; a new one only if the
+// command has no result yet: the first outcome stands, and out becomes it.
+func (s *Service) publish(ctx context.Context, out *outcome, log *slog.Logger) error {
+	if out.replayed {
+		return s.store.PublishResult(ctx, out.subject, out.result)
+	}
+	stored, first, err := s.store.PublishFirstResult(ctx, out.subject, out.result)
+	if err != nil {
+		return err
+	}
+	if !first {
+		log.Warn("command already had an outcome; the first stands", "command_id", out.result.CommandID,
+			"first_status", stored.Status, "new_status", out.result.Status)
+		out.result, out.replayed = stored, true
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

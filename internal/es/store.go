@@ -194,7 +194,7 @@ func (s *Store) ReadFromLeader(ctx context.Context, aggregateID string, afterSeq
 	subject := EventSubject(aggregateID, s.partitions)
 	var events []Event
 	for seq := afterSeq + 1; ; {
-		m, err := leaderGet(ctx, s.js, EventsStream, apiMsgGetRequest{Seq: seq, NextFor: subject})
+		m, err := leaderRequest(ctx, s.js, EventsStream, apiMsgGetRequest{Seq: seq, NextFor: subject})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return events, nil
 		}
@@ -229,13 +229,13 @@ type apiMsgGetResponse struct {
 }
 
 func leaderLastMsg(ctx context.Context, js jetstream.JetStream, stream, subject string) (*jetstream.RawStreamMsg, error) {
-	return leaderGet(ctx, js, stream, apiMsgGetRequest{LastFor: subject})
+	return leaderRequest(ctx, js, stream, apiMsgGetRequest{LastFor: subject})
 }
 
-// leaderGet is the non-direct message get, answered by the stream leader.
+// leaderRequest is the non-direct message get, answered by the stream leader.
 // jetstream.Stream.GetMsg switches to direct gets whenever the stream
 // allows them, so it cannot be used for this.
-func leaderGet(ctx context.Context, js jetstream.JetStream, stream string, req apiMsgGetRequest) (*jetstream.RawStreamMsg, error) {
+func leaderRequest(ctx context.Context, js jetstream.JetStream, stream string, req apiMsgGetRequest) (*jetstream.RawStreamMsg, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
