@@ -7,11 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-<<<<<<< HEAD
-.PHONY: all build test lint bench fuzz clean
-=======
-.PHONY: all build test lint bench images clean
->>>>>>> deploy
+.PHONY: all build test lint bench fuzz images clean
 
 all: lint test
 
@@ -30,17 +26,15 @@ lint:
 bench:
 	$(GO) run ./test/bench
 
-<<<<<<< HEAD
 # Searches for command-parsing inputs that break the invariants of FuzzParse;
 # `make test` runs only its seed corpus.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./internal/aggregator
-=======
+
 # Container images (needs Docker with BuildKit); see docs/operations.md.
 images:
 	docker build -f deploy/Dockerfile --build-arg BINARY=aggregator -t jetsource/aggregator:dev .
 	docker build -f deploy/Dockerfile --build-arg BINARY=projector -t jetsource/projector:dev .
->>>>>>> deploy
 
 clean:
 	rm -rf $(BIN)
