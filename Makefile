@@ -7,7 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all build test lint bench fuzz images clean
+.PHONY: all build test lint bench fuzz images run clean
 
 all: lint test
 
@@ -25,6 +25,11 @@ lint:
 
 bench:
 	$(GO) run ./test/bench
+
+# The all-in-one dev stack: NATS, Postgres, the aggregator and the projectors
+# in one process, with a demo workload; data in .data. Flags: ARGS="--reset".
+run:
+	$(GO) run ./cmd/orderctl dev $(ARGS)
 
 # Searches for command-parsing inputs that break the invariants of FuzzParse;
 # `make test` runs only its seed corpus.

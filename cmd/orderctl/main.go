@@ -1,7 +1,8 @@
 // Command orderctl is the operator's and developer's command line for
 // JetSource: send commands, show an order's history or its state as of a
 // version or time, watch and repair the projections (lag, checkpoints,
-// dead letters, rebuilds, read-your-writes).
+// dead letters, rebuilds, read-your-writes), and run the all-in-one dev
+// stack.
 package main
 
 import (
@@ -58,6 +59,8 @@ Usage:
                         rebuild a projection into fresh tables and swap them in (blue/green)
   orderctl wait --projection NAME [--timeout D] <commandId>
                         wait until a projection has projected a command's events
+  orderctl dev [flags]  run NATS, Postgres, the aggregator and every projector in this
+                        process, with a demo workload; see orderctl dev --help
 
 Projections: order_summary, order_history, sales_daily.
 
@@ -91,6 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"dlq":         cmdDLQ,
 		"rebuild":     cmdRebuild,
 		"wait":        cmdWait,
+		"dev":         cmdDev,
 	}
 	fn, ok := commands[args[0]]
 	if !ok {
