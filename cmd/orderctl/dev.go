@@ -126,7 +126,7 @@ func (st *stack) start(ctx context.Context) error {
 	if err := st.lock(data); err != nil {
 		return err
 	}
-	pgDir, pgElsewhere, err := postgresDir(data)
+	pgDir, pgBlocked, err := postgresDir(data)
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func (st *stack) start(ctx context.Context) error {
 	if err := st.startNATS(filepath.Join(data, "nats")); err != nil {
 		return err
 	}
-	if err := st.startPostgres(ctx, pgDir, pgElsewhere); err != nil {
+	if err := st.startPostgres(ctx, pgDir, pgBlocked); err != nil {
 		return err
 	}
 	if err := st.startServices(ctx); err != nil {
@@ -187,20 +187,21 @@ func (st *stack) lock(data string) error {
 // this process runs as root and that is out of reach for the OS user
 // postgres, which the server then runs as (a clone under /root, mode 700).
 // The cluster then lives in a directory of its own under /var/tmp, named
-// after the data directory, so that every run finds it again.
-func postgresDir(data string) (dir string, elsewhere bool, err error) {
+// after the data directory, so that every run finds it again; blocked is
+// the directory postgres cannot enter.
+func postgresDir(data string) (dir, blocked string, err error) {
 	abs, err := filepath.Abs(data)
 	if err != nil {
-		return "", false, err
+		return "", "", err
 	}
 	dir = filepath.Join(abs, "postgres")
 	if os.Geteuid() != 0 {
-		return dir, false, nil
+		return dir, "", nil
 	}
 	for d := abs; ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		if err != nil {
-			return "", false, err
+			return "", "", err
 		}
 		if fi.Mode().Perm()&0o001 == 0 {
 			sum := sha256.Sum256([]byte(abs))
@@ -208,15 +209,15 @@ func postgresDir(data string) (dir string, elsewhere bool, err error) {
 			// Reachable for postgres: pgserver hands over only the cluster's
 			// own directory.
 			if err := os.MkdirAll(parent, 0o755); err != nil {
-				return "", false, err
+				return "", "", err
 			}
 			if err := os.Chmod(parent, 0o755); err != nil { // whatever the umask
-				return "", false, err
+				return "", "", err
 			}
-			return filepath.Join(parent, "postgres"), true, nil
+			return filepath.Join(parent, "postgres"), d, nil
 		}
 		if d == filepath.Dir(d) {
-			return dir, false, nil
+			return dir, "", nil
 		}
 	}
 }
@@ -269,7 +270,7 @@ func (st *stack) startNATS(dir string) error {
 	return nil
 }
 
-func (st *stack) startPostgres(ctx context.Context, dir string, elsewhere bool) error {
+func (st *stack) startPostgres(ctx context.Context, dir, blocked string) error {
 	if st.cfg.DatabaseURL != "" {
 		st.dbURL = st.cfg.DatabaseURL
 		st.printf("  %-11s %s (DATABASE_URL)\n", "Postgres", redact(st.dbURL))
@@ -304,8 +305,8 @@ func (st *stack) startPostgres(ctx context.Context, dir string, elsewhere bool) 
 	})
 	st.dbURL = srv.URL("postgres")
 	where := "data in " + dir
-	if elsewhere {
-		where += " (as root, Postgres runs as user postgres, which cannot enter " + st.opts.data + ")"
+	if blocked != "" {
+		where += " (Postgres runs as user postgres, which cannot enter " + blocked + ")"
 	}
 	st.printf("  %-11s %s, %s, up in %s\n", "Postgres", st.dbURL, where, time.Since(began).Round(100*time.Millisecond))
 	return nil

@@ -131,6 +131,7 @@ func TestDevStack(t *testing.T) {
 		`Dead letters: 0 failed`,
 		`Lag: order_summary 0 events / 0\.0 s behind, order_history 0 events / 0\.0 s behind, sales_daily 0 events / 0\.0 s behind`,
 		`orderctl history demo-`,
+		`make run built\n\./bin/orderctl;`,
 	)
 	// The instructions work.
 	natsURL := regexp.MustCompile(`export NATS_URL=(\S+)`).FindStringSubmatch(out)[1]

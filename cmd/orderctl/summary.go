@@ -166,18 +166,19 @@ func (st *stack) printHowTo(recent string) {
 		recent = "ord-1"
 	}
 	st.printf(`
-The stack is running. In another terminal, from the repository:
+The stack is running. In another terminal, from the repository (make run built
+./bin/orderctl; go run ./cmd/orderctl works too):
 
   export NATS_URL=%s
   export DATABASE_URL='%s'
-  go run ./cmd/orderctl send ord-1 CreateOrder '{"customerId":"cust-1","currency":"EUR"}'
-  go run ./cmd/orderctl history %s
-  go run ./cmd/orderctl state %s
-  go run ./cmd/orderctl lag
-  go run ./cmd/orderctl dlq list
+  ./bin/orderctl send ord-1 CreateOrder '{"customerId":"cust-1","currency":"EUR"}'
+  ./bin/orderctl history %s
+  ./bin/orderctl state %s
+  ./bin/orderctl lag
+  ./bin/orderctl dlq list
   psql "$DATABASE_URL" -c 'SELECT status, count(*) FROM %s.orders GROUP BY status'
 
-(make build puts orderctl in bin/.) Logs: %s/jetsource.log.
+Logs: %s/jetsource.log (JSON).
 Press Ctrl-C to stop; the data stays in %s for the next run (--reset wipes it).
 `, st.natsURL, redact(st.dbURL), recent, recent, st.cfg.Schema, st.opts.data, st.opts.data)
 }
