@@ -71,7 +71,9 @@ dlq, rebuild and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	// The first signal starts a clean stop; a second one ends the process
+	// at once, should the stop hang.
+	go func() { <-ctx.Done(); stop() }()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
