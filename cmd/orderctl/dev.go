@@ -288,7 +288,7 @@ func (st *stack) startPostgres(ctx context.Context, dir, blocked string) error {
 		st.printf("  %-11s not installed; installing it with apt-get (first run only, takes a minute)...\n", "Postgres")
 	}
 	port := st.opts.pgPort
-	if port != 0 {
+	if port != 0 && !leftoverOn(dir, port) {
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			st.printf("  %-11s port %d is taken; using a free one (or choose with --pg-port)\n", "Postgres", port)
@@ -318,6 +318,14 @@ func (st *stack) startPostgres(ctx context.Context, dir, blocked string) error {
 	}
 	st.printf("  %-11s %s, %s, up in %s\n", "Postgres", st.dbURL, where, time.Since(began).Round(100*time.Millisecond))
 	return nil
+}
+
+// leftoverOn reports whether a server that a killed run left in dir holds
+// port: Start stops it, which frees the port.
+func leftoverOn(dir string, port int) bool {
+	pid, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	lines := strings.Split(string(pid), "\n") // the fourth line is the port
+	return err == nil && len(lines) > 3 && strings.TrimSpace(lines[3]) == strconv.Itoa(port)
 }
 
 // redact hides the password of a database URL.

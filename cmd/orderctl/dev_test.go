@@ -128,7 +128,7 @@ func TestDevStack(t *testing.T) {
 		`(?m)^\s+`+today+`\s+EUR\s+7\s+\d+\.\d\d\s+1$`,
 		`(?m)^\s+demo-\d{8}-\d{6}-ord-\d+\s+(delivered|paid|canceled)\s+\d+\.\d\d (EUR|USD|GBP)\s+\d\s+`+today,
 		`Audit trail \(order_history\): `+strconv.Itoa(len(cmds)-1)+` events`,
-		`Dead letters: 0 failed`,
+		`Dead letters: 0 failed, 0 parked behind them`,
 		`Lag: order_summary 0 events / 0\.0 s behind, order_history 0 events / 0\.0 s behind, sales_daily 0 events / 0\.0 s behind`,
 		`orderctl history demo-`,
 		`make run built\n\./bin/orderctl;`,

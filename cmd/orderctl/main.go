@@ -67,6 +67,7 @@ Projections: order_summary, order_history, sales_daily.
 Environment: NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_TLS_CERT,
 NATS_TLS_KEY, NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints,
 dlq, rebuild and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource).
+dev starts its own NATS, and uses DATABASE_URL if set, else a local Postgres.
 `
 
 func main() {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
 )
 
@@ -144,11 +143,12 @@ func (st *stack) printSummary(ctx context.Context, lags []lagReport) (string, er
 		return "", fmt.Errorf("summary: %w", err)
 	}
 	st.printf("\n  Audit trail (order_history): %d events\n", n)
-	open, err := st.admin.DeadLetters(ctx, projections.DeadLetterQuery{Status: projections.StatusFailed})
-	if err != nil {
-		return "", err
+	var failed, parked int64
+	if err := st.pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'parked') FROM "+
+		table("projection_dead_letters")).Scan(&failed, &parked); err != nil {
+		return "", fmt.Errorf("summary: %w", err)
 	}
-	st.printf("  Dead letters: %d failed\n", len(open))
+	st.printf("  Dead letters: %d failed, %d parked behind them\n", failed, parked)
 	parts := make([]string, len(lags))
 	for i, l := range lags {
 		parts[i] = fmt.Sprintf("%s %d events / %.1f s behind", l.Projection, l.EventsBehind, l.SecondsBehind)
