@@ -293,15 +293,15 @@ func dlqResolve(ctx context.Context, s *session, args []string, retry bool) erro
 	}
 	done := map[bool]string{true: "retried", false: "skipped"}[retry]
 	if res.Failed != 0 {
-		fmt.Fprintf(s.stdout, "dead letter %d of %s: %s applied, then dead letter %d failed again; %s still parked\n",
-			id, p.Name(), events(res.Applied), res.Failed, events(res.Parked))
+		fmt.Fprintf(s.stdout, "dead letter %d of %s %s: %s applied, then dead letter %d failed again; %s still parked\n",
+			id, p.Name(), done, eventCount(res.Applied), res.Failed, eventCount(res.Parked))
 		return err
 	}
-	fmt.Fprintf(s.stdout, "dead letter %d of %s %s: %s applied; the order is unblocked\n", id, p.Name(), done, events(res.Applied))
+	fmt.Fprintf(s.stdout, "dead letter %d of %s %s: %s applied; the order is unblocked\n", id, p.Name(), done, eventCount(res.Applied))
 	return nil
 }
 
-func events(n int) string {
+func eventCount(n int) string {
 	if n == 1 {
 		return "1 event"
 	}
