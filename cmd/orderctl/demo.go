@@ -128,7 +128,7 @@ func (t *demoTracker) publish(ctx context.Context, js jetstream.JetStream, cmds 
 			case <-f.Ok():
 				t.published.Add(1)
 			case err := <-f.Err():
-				report(errs, fmt.Errorf("demo: publish: %w", err))
+				sendFirst(errs, fmt.Errorf("demo: publish: %w", err))
 				return
 			case <-ctx.Done():
 				return
@@ -142,15 +142,15 @@ func (t *demoTracker) publish(ctx context.Context, js jetstream.JetStream, cmds 
 		}
 		f, err := js.PublishMsgAsync(c.Msg())
 		if err != nil {
-			report(errs, fmt.Errorf("demo: publish: %w", err))
+			sendFirst(errs, fmt.Errorf("demo: publish: %w", err))
 			return
 		}
 		acks <- f
 	}
 }
 
-// report sends the first error; the demo stops at it.
-func report(errs chan<- error, err error) {
+// sendFirst sends the first error; the demo stops at it.
+func sendFirst(errs chan<- error, err error) {
 	select {
 	case errs <- err:
 	default:
