@@ -7,7 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all build test lint bench fuzz chaos images clean
+.PHONY: all build test lint bench fuzz chaos images run clean
 
 all: lint test
 
@@ -36,6 +36,13 @@ bench:
 chaos:
 	JETSOURCE_CHAOS_ORDERS=$${JETSOURCE_CHAOS_ORDERS:-2000} JETSOURCE_CHAOS_KILLS=$${JETSOURCE_CHAOS_KILLS:-25} \
 		$(GO) test -count=1 -v -timeout 60m -run 'TestChaos|TestClusterLeaderFailover|Restart' ./test/integration
+
+# The all-in-one dev stack: NATS, Postgres, the aggregator and the projectors
+# in one process, with a demo workload; data in .data. Flags: ARGS="--reset".
+# Built rather than `go run`, which exits 1 on Ctrl-C even after a clean stop.
+run:
+	$(GO) build -o $(BIN)/orderctl ./cmd/orderctl
+	$(BIN)/orderctl dev $(ARGS)
 
 # Searches for command-parsing inputs that break the invariants of FuzzParse;
 # `make test` runs only its seed corpus.

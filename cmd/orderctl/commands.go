@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,14 +15,14 @@ import (
 	"github.com/jetsource/jetsource/internal/order"
 )
 
-func cmdSend(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+func cmdSend(ctx context.Context, s *session, args []string) error {
 	fs := newFlags("send")
 	id := fs.String("id", "", "command id (default: a new random id)")
 	user := fs.String("user", "", "metadata.userId")
 	correlation := fs.String("correlation", "", "metadata.correlationId")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the result")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
+	if err := s.parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() < 2 || fs.NArg() > 3 {
 		return usagef("want <orderId> <CommandType> [data-json]")
@@ -33,6 +35,10 @@ func cmdSend(ctx context.Context, c *client.Client, args []string, out io.Writer
 	if err != nil {
 		return usagef("%v", err)
 	}
+	c, err := s.Client()
+	if err != nil {
+		return err
+	}
 	env := client.NewEnvelope(fs.Arg(0), cmd)
 	if *id != "" {
 		env.ID = *id
@@ -44,20 +50,24 @@ func cmdSend(ctx context.Context, c *client.Client, args []string, out io.Writer
 	if r.CommandID == "" {
 		return sendErr
 	}
-	if err := printJSON(out, r); err != nil {
+	if err := printJSON(s.stdout, r); err != nil {
 		return err
 	}
 	return sendErr
 }
 
-func cmdHistory(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+func cmdHistory(ctx context.Context, s *session, args []string) error {
 	fs := newFlags("history")
 	asJSON := fs.Bool("json", false, "print the event envelopes as JSON lines")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
+	if err := s.parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("want <orderId>")
+	}
+	c, err := s.Client()
+	if err != nil {
+		return err
 	}
 	events, err := c.Events(ctx, fs.Arg(0))
 	if err != nil {
@@ -67,7 +77,7 @@ func cmdHistory(ctx context.Context, c *client.Client, args []string, out io.Wri
 		return fmt.Errorf("order %s has no events", fs.Arg(0))
 	}
 	if *asJSON {
-		enc := json.NewEncoder(out)
+		enc := json.NewEncoder(s.stdout)
 		for _, e := range events {
 			if err := enc.Encode(e); err != nil {
 				return err
@@ -75,7 +85,7 @@ func cmdHistory(ctx context.Context, c *client.Client, args []string, out io.Wri
 		}
 		return nil
 	}
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	w := newTable(s.stdout)
 	fmt.Fprintln(w, "VERSION\tSEQUENCE\tTIME\tTYPE\tDATA\tCOMMAND\tUSER")
 	for _, e := range events {
 		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.Sequence, e.Metadata.Timestamp.Format(time.RFC3339Nano),
@@ -84,12 +94,12 @@ func cmdHistory(ctx context.Context, c *client.Client, args []string, out io.Wri
 	return w.Flush()
 }
 
-func cmdState(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+func cmdState(ctx context.Context, s *session, args []string) error {
 	fs := newFlags("state")
 	version := fs.String("version", "", "state after this version")
 	at := fs.String("at", "", "state as it was at this time (RFC 3339)")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
+	if err := s.parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("want <orderId>")
@@ -110,18 +120,39 @@ func cmdState(ctx context.Context, c *client.Client, args []string, out io.Write
 		}
 		t = parsed
 	}
-	s, err := c.StateAsOf(ctx, fs.Arg(0), v, t)
+	c, err := s.Client()
 	if err != nil {
 		return err
 	}
-	if !s.Exists() {
+	state, err := c.StateAsOf(ctx, fs.Arg(0), v, t)
+	if err != nil {
+		return err
+	}
+	if !state.Exists() {
 		return fmt.Errorf("order %s did not exist then", fs.Arg(0))
 	}
-	return printJSON(out, s)
+	return printJSON(s.stdout, state)
 }
 
 func printJSON(out io.Writer, v any) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// newTable aligns tab-separated columns; Flush writes them.
+func newTable(out io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(out, 0, 4, 2, ' ', 0) }
+
+// parse parses a command's flags; -h prints them and ends the command.
+func (s *session) parse(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(s.stdout)
+		fs.PrintDefaults()
+		return err
+	}
+	if err != nil {
+		return usagef("%v", err)
+	}
+	return nil
 }

@@ -1,6 +1,8 @@
 // Command orderctl is the operator's and developer's command line for
 // JetSource: send commands, show an order's history or its state as of a
-// version or time.
+// version or time, watch and repair the projections (lag, checkpoints,
+// dead letters, rebuilds, read-your-writes), and run the all-in-one dev
+// stack.
 package main
 
 import (
@@ -14,17 +16,24 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/internal/natsconn"
+	"github.com/jetsource/jetsource/internal/projections"
+	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
 
-// Config is orderctl's environment.
+// Config is orderctl's environment. Only the commands that read the
+// projections need DatabaseURL.
 type Config struct {
 	natsconn.Config
-	Partitions int `envconfig:"JETSOURCE_PARTITIONS" default:"16"`
+	Partitions  int    `envconfig:"JETSOURCE_PARTITIONS" default:"16"`
+	DatabaseURL string `envconfig:"DATABASE_URL"`
+	Schema      string `envconfig:"JETSOURCE_SCHEMA" default:"jetsource"`
 }
 
 const usage = `orderctl — JetSource command line
@@ -36,45 +45,79 @@ Usage:
                         print an order's events
   orderctl state [--version N] [--at TIME] <orderId>
                         print an order's state, now or as it was at a version or time (RFC 3339)
+  orderctl lag [--projection NAME] [--json]
+                        events and seconds each partition of the projections is behind
+  orderctl checkpoints --projection NAME
+                        a projection's cursor per partition
+  orderctl dlq list [--projection NAME] [--status STATUS] [--order ID] [--after ID] [--limit N] [--json]
+                        dead letters (status failed, parked, retried, skipped or superseded)
+  orderctl dlq retry --projection NAME <id>
+                        apply a failed event again, then the events parked behind it
+  orderctl dlq skip --projection NAME <id>
+                        drop a failed event, then apply the events parked behind it
+  orderctl rebuild <projection>
+                        rebuild a projection into fresh tables and swap them in (blue/green)
+  orderctl wait --projection NAME [--timeout D] <commandId>
+                        wait until a projection has projected a command's events
+  orderctl dev [flags]  run NATS, Postgres, the aggregator and every projector in this
+                        process, with a demo workload; see orderctl dev --help
+
+Projections: order_summary, order_history, sales_daily.
 
 Environment: NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_TLS_CERT,
-NATS_TLS_KEY, NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16).
+NATS_TLS_KEY, NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints,
+dlq, rebuild and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource).
+dev starts its own NATS, and uses DATABASE_URL if set, else a local Postgres.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	// The first signal starts a clean stop; a second one ends the process
+	// at once, should the stop hang.
+	go func() { <-ctx.Done(); stop() }()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// command is one orderctl subcommand.
+type command func(ctx context.Context, s *session, args []string) error
+
 // run executes one orderctl command and returns the exit code: 0 done, 1
-// failed, 2 bad usage, 3 a sent command was rejected.
+// failed, 2 bad usage, 3 a sent (or awaited) command was rejected.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	commands := map[string]func(context.Context, *client.Client, []string, io.Writer) error{
-		"send":    cmdSend,
-		"history": cmdHistory,
-		"state":   cmdState,
+	commands := map[string]command{
+		"send":        cmdSend,
+		"history":     cmdHistory,
+		"state":       cmdState,
+		"lag":         cmdLag,
+		"checkpoints": cmdCheckpoints,
+		"dlq":         cmdDLQ,
+		"rebuild":     cmdRebuild,
+		"wait":        cmdWait,
+		"dev":         cmdDev,
 	}
 	fn, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "orderctl: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	c, closeConn, err := connect()
-	if err != nil {
-		fmt.Fprintln(stderr, "orderctl:", err)
+	var cfg Config
+	if err := envconfig.Process("", &cfg); err != nil {
+		fmt.Fprintln(stderr, "orderctl: read configuration:", err)
 		return 1
 	}
-	defer closeConn()
-	err = fn(ctx, c, args[1:], stdout)
+	s := &session{cfg: cfg, stdout: stdout, stderr: stderr}
+	defer s.close()
+	err := fn(ctx, s, args[1:])
 	var usageErr usageError
 	var rejected *client.RejectedError
 	switch {
 	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &usageErr):
 		fmt.Fprintf(stderr, "orderctl %s: %v\n\n%s", args[0], err, usage)
@@ -91,26 +134,106 @@ type usageError struct{ error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-func connect() (*client.Client, func(), error) {
-	var cfg Config
-	if err := envconfig.Process("", &cfg); err != nil {
-		return nil, nil, fmt.Errorf("read configuration: %w", err)
+// session is one run of orderctl: its configuration, its output, and the
+// connections its command asks for, opened on first use (so that send needs
+// no DATABASE_URL) and closed when the command returns.
+type session struct {
+	cfg            Config
+	stdout, stderr io.Writer
+
+	nc     *nats.Conn
+	client *client.Client
+	pool   *pgxpool.Pool
+	admin  *projections.Admin
+}
+
+func (s *session) close() {
+	if s.pool != nil {
+		s.pool.Close()
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("invalid configuration: %w", err)
+	if s.nc != nil {
+		s.nc.Close()
+	}
+}
+
+// Client returns the JetSource client, connecting to NATS first.
+func (s *session) Client() (*client.Client, error) {
+	if s.client != nil {
+		return s.client, nil
+	}
+	if err := s.cfg.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	// Unlike the services, a command line tool fails at once when NATS is
 	// unreachable.
-	nc, err := nats.Connect(cfg.URL, append(cfg.SecurityOptions(), nats.Name("orderctl"), nats.Timeout(5*time.Second))...)
+	nc, err := nats.Connect(s.cfg.URL, append(s.cfg.SecurityOptions(), nats.Name("orderctl"), nats.Timeout(5*time.Second))...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to nats at %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("connect to nats at %s: %w", s.cfg.URL, err)
 	}
-	c, err := client.New(nc, client.WithPartitions(cfg.Partitions))
+	s.nc = nc
+	c, err := client.New(nc, client.WithPartitions(s.cfg.Partitions))
 	if err != nil {
-		nc.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return c, nc.Close, nil
+	s.client = c
+	return c, nil
+}
+
+// DB returns a pool on DATABASE_URL, checking that the projections' tables
+// are there, so that a wrong URL or schema fails with a clear message.
+func (s *session) DB(ctx context.Context) (*pgxpool.Pool, error) {
+	if s.pool != nil {
+		return s.pool, nil
+	}
+	if s.cfg.DatabaseURL == "" {
+		return nil, errors.New("DATABASE_URL is not set; this command reads the projections' tables in Postgres")
+	}
+	if err := migrations.CheckSchemaName(s.cfg.Schema); err != nil {
+		return nil, fmt.Errorf("JETSOURCE_SCHEMA: %w", err)
+	}
+	cfg, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "orderctl"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s.pool = pool
+	var found bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.cfg.Schema+".projection_checkpoints").Scan(&found); err != nil {
+		return nil, fmt.Errorf("postgres at %s: %w", cfg.ConnConfig.Host, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("schema %q of DATABASE_URL has no projection tables: no projector has run against this database yet, or JETSOURCE_SCHEMA names another schema", s.cfg.Schema)
+	}
+	return pool, nil
+}
+
+// Admin returns the projections' operator functions, over Postgres and
+// NATS.
+func (s *session) Admin(ctx context.Context) (*projections.Admin, error) {
+	if s.admin != nil {
+		return s.admin, nil
+	}
+	pool, err := s.DB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Client(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	admin, err := projections.NewAdmin(pool, js, projections.AdminConfig{Schema: s.cfg.Schema, Partitions: s.cfg.Partitions})
+	if err != nil {
+		return nil, err
+	}
+	s.admin = admin
+	return admin, nil
 }
 
 func newFlags(name string) *flag.FlagSet {

@@ -4,14 +4,42 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/pgtest"
 )
+
+var cluster *pgtest.Cluster
+
+func TestMain(m *testing.M) {
+	c, stop, err := pgtest.StartCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+// orderctl runs one command line and returns its exit code and output.
+func orderctl(args ...string) (int, string, string) {
+	return orderctlCtx(context.Background(), args...)
+}
+
+func orderctlCtx(ctx context.Context, args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
 
 func TestSendHistoryAndState(t *testing.T) {
 	srv, _, js := natstest.Streams(t, natstest.Partitions)
@@ -25,11 +53,6 @@ func TestSendHistoryAndState(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	t.Setenv("NATS_URL", srv.ClientURL())
 
-	orderctl := func(args ...string) (int, string, string) {
-		var out, errOut bytes.Buffer
-		code := run(context.Background(), args, &out, &errOut)
-		return code, out.String(), errOut.String()
-	}
 	code, out, errOut := orderctl("send", "--id", "c-1", "--user", "u-1", "ord-9", "CreateOrder", `{"customerId":"cust"}`)
 	if code != 0 || !strings.Contains(out, `"status": "accepted"`) {
 		t.Fatalf("send create: %d %s %s", code, out, errOut)

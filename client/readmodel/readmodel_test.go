@@ -1,0 +1,124 @@
+package readmodel_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jetsource/jetsource/client"
+	"github.com/jetsource/jetsource/client/readmodel"
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/pgtest"
+	"github.com/jetsource/jetsource/internal/projections"
+	"github.com/jetsource/jetsource/internal/projections/migrations"
+	projection "github.com/jetsource/jetsource/internal/projections/readmodel"
+)
+
+var cluster *pgtest.Cluster
+
+func TestMain(m *testing.M) {
+	c, stop, err := pgtest.StartCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+// run runs fn until the test ends.
+func run(t *testing.T, fn func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = fn(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestWaitForProjectionReadsYourWrites sends commands and reads the
+// order_summary row right after WaitForProjection returns: it must be there.
+// Rejections return at once; a projection nobody runs times out.
+func TestWaitForProjectionReadsYourWrites(t *testing.T) {
+	_, nc, js := natstest.Streams(t, natstest.Partitions)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := aggregator.New(js, aggregator.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, svc.Run)
+	db, err := pgxpool.New(context.Background(), cluster.DB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := migrations.Apply(context.Background(), db, "jetsource"); err != nil {
+		t.Fatal(err)
+	}
+	runner, err := projections.NewRunner(db, js, projections.Config{Projection: projection.OrderSummary{}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, runner.Run)
+	c, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	for i := range 20 {
+		id := fmt.Sprintf("ord-ryw-%d", i)
+		r, err := c.Send(ctx, client.NewEnvelope(id, client.CreateOrder{CustomerID: "c", Currency: "EUR"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := readmodel.WaitForProjection(ctx, db, "jetsource", "order_summary", natstest.Partitions, r); err != nil {
+			t.Fatal(err)
+		}
+		var status string
+		if err := db.QueryRow(ctx, "SELECT status FROM jetsource.orders WHERE id = $1", id).Scan(&status); err != nil || status != "draft" {
+			t.Fatalf("order %s right after the wait: status %q, %v", id, status, err)
+		}
+	}
+
+	accepted, err := c.Send(ctx, client.NewEnvelope("ord-ryw-0", client.CancelOrder{Reason: "test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected, err := c.Send(ctx, client.NewEnvelope("ord-ryw-0", client.SubmitOrder{}))
+	if !errors.Is(err, client.ErrRejected) {
+		t.Fatalf("submit of a canceled order: %v", err)
+	}
+	// Nobody runs sales_daily: a rejection has nothing to wait for, an
+	// accepted command waits until ctx ends.
+	if err := readmodel.WaitForProjection(ctx, db, "jetsource", "sales_daily", natstest.Partitions, rejected); err != nil {
+		t.Fatalf("rejected: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if err := readmodel.WaitForProjection(short, db, "jetsource", "sales_daily", natstest.Partitions, accepted); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("projection without a runner: %v; want the deadline", err)
+	}
+
+	for name, r := range map[string]client.Result{
+		"accepted without a sequence": {CommandID: "c", OrderID: "o", Status: "accepted"},
+		"no status":                   {CommandID: "c"},
+	} {
+		if err := readmodel.WaitForProjection(ctx, db, "jetsource", "order_summary", natstest.Partitions, r); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if err := readmodel.WaitForProjection(ctx, db, "no_such_schema", "order_summary", natstest.Partitions, accepted); err == nil {
+		t.Error("missing schema: no error")
+	}
+}
