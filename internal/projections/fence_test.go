@@ -165,7 +165,9 @@ func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
 		WHERE l.locktype = 'advisory' AND a.application_name = 'stale'`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+	// With a timeout, pg_terminate_backend waits until the session is gone,
+	// and its advisory locks with it.
+	if _, err := e.db.Exec(ctx, "SELECT pg_terminate_backend($1, 5000)", pid); err != nil {
 		t.Fatal(err)
 	}
 	successor := e.start(t, "successor", projections.Config{Projection: readmodel.OrderHistory{}})

@@ -176,7 +176,7 @@ func (e *env) waitCaughtUp(t testing.TB, projection string, want map[int]uint64)
 func (e *env) killConnections(t testing.TB, app string) {
 	t.Helper()
 	var n int
-	if err := e.db.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+	if err := e.db.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
 		WHERE datname = current_database() AND application_name = $1`, app).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
