@@ -63,9 +63,15 @@ type (
 // Metadata travels from a command to its events.
 type Metadata = aggregator.CommandMetadata
 
-// ErrRejected is wrapped by errors for rejected commands; errors.As to a
-// *RejectedError gives the code.
-var ErrRejected = errors.New("command rejected")
+var (
+	// ErrRejected is wrapped by errors for rejected commands; errors.As to
+	// a *RejectedError gives the code.
+	ErrRejected = errors.New("command rejected")
+	// ErrInvalidCommand is wrapped by errors for commands and ids the
+	// client refuses to send: ids become subject tokens, so an invalid one
+	// must never reach a subject.
+	ErrInvalidCommand = order.ErrInvalidCommand
+)
 
 // RejectedError is a rejected command's result as an error.
 type RejectedError struct{ Result Result }
@@ -137,6 +143,15 @@ func NewCommandID() string {
 // Message is the command as a NATS message on its contract subject, with
 // Nats-Msg-Id set so JetStream drops a re-send within its duplicate window.
 func (e Envelope) Message() (*nats.Msg, error) {
+	if err := errors.Join(order.ValidateID("id", e.ID), order.ValidateID("orderId", e.OrderID)); err != nil {
+		return nil, err
+	}
+	if e.Command == nil {
+		return nil, fmt.Errorf("%w: no command", ErrInvalidCommand)
+	}
+	if err := order.ValidateCommand(e.Command); err != nil {
+		return nil, fmt.Errorf("%s data: %w", e.Command.CommandType(), err)
+	}
 	data, err := json.Marshal(e.Command)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", e.Command.CommandType(), err)
@@ -158,6 +173,10 @@ func (c *Client) Publish(ctx context.Context, e Envelope) error {
 	if err != nil {
 		return err
 	}
+	return c.publish(ctx, e, m)
+}
+
+func (c *Client) publish(ctx context.Context, e Envelope, m *nats.Msg) error {
 	tracing.Inject(ctx, m.Header)
 	if _, err := c.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish %s %s: %w", e.Command.CommandType(), e.ID, err)
@@ -169,6 +188,10 @@ func (c *Client) Publish(ctx context.Context, e Envelope) error {
 // back as the Result and a *RejectedError. If ctx ends first, sending the
 // same envelope again returns the command's one outcome.
 func (c *Client) Send(ctx context.Context, e Envelope) (Result, error) {
+	m, err := e.Message()
+	if err != nil {
+		return Result{}, err
+	}
 	ctx, span := c.tracer.Start(ctx, "send "+e.Command.CommandType(), trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
 	// Subscribe first, so a quick result is not missed.
@@ -177,7 +200,7 @@ func (c *Client) Send(ctx context.Context, e Envelope) (Result, error) {
 		return Result{}, fmt.Errorf("subscribe to the result of %s: %w", e.ID, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := c.Publish(ctx, e); err != nil {
+	if err := c.publish(ctx, e, m); err != nil {
 		return Result{}, err
 	}
 	r, err := c.await(ctx, e.ID, sub)
@@ -192,6 +215,9 @@ func (c *Client) Send(ctx context.Context, e Envelope) (Result, error) {
 
 // Await waits for the result of a command published earlier.
 func (c *Client) Await(ctx context.Context, commandID string) (Result, error) {
+	if err := order.ValidateID("commandId", commandID); err != nil {
+		return Result{}, err
+	}
 	sub, err := c.nc.SubscribeSync(es.ResultSubject(commandID))
 	if err != nil {
 		return Result{}, fmt.Errorf("subscribe to the result of %s: %w", commandID, err)
@@ -229,6 +255,9 @@ func (c *Client) stored(ctx context.Context, commandID string) (Result, bool, er
 
 // Events returns an order's events, oldest first.
 func (c *Client) Events(ctx context.Context, orderID string) ([]Event, error) {
+	if err := order.ValidateID("orderId", orderID); err != nil {
+		return nil, err
+	}
 	return es.NewStore(c.js, c.partitions, nil).Read(ctx, orderID, 0)
 }
 
@@ -240,6 +269,9 @@ func DecodeEvent(e Event) (any, error) { return order.ParseEvent(e.Type, e.Data)
 // time (if not zero): the order as it was then. Version 0 and a zero time
 // give the current state.
 func (c *Client) StateAsOf(ctx context.Context, orderID string, version int64, at time.Time) (State, error) {
+	if err := order.ValidateID("orderId", orderID); err != nil {
+		return State{}, err
+	}
 	repo := aggregator.NewRepository(es.NewStore(c.js, c.partitions, nil), es.RepositoryConfig{})
 	l, err := repo.LoadAsOf(ctx, orderID, es.AsOf{Version: version, Time: at})
 	if err != nil {

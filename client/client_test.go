@@ -83,3 +83,33 @@ func TestSendTypedCommandsAndReadTheOrderBack(t *testing.T) {
 		t.Fatalf("state at %s: %+v %v", atCreation, then, err)
 	}
 }
+
+// TestInvalidIdsNeverReachASubject: ids become subject tokens, so the
+// client refuses wildcards, dots and spaces before anything is sent.
+func TestInvalidIdsNeverReachASubject(t *testing.T) {
+	c := startService(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, id := range []string{"*", ">", "a.b", "a b", ""} {
+		if _, err := c.Send(ctx, client.NewEnvelope(id, client.SubmitOrder{})); !errors.Is(err, client.ErrInvalidCommand) {
+			t.Errorf("Send to order %q: %v", id, err)
+		}
+		env := client.NewEnvelope("ord-1", client.SubmitOrder{})
+		env.ID = id
+		if _, err := c.Send(ctx, env); !errors.Is(err, client.ErrInvalidCommand) {
+			t.Errorf("Send with command id %q: %v", id, err)
+		}
+		if _, err := c.Await(ctx, id); !errors.Is(err, client.ErrInvalidCommand) {
+			t.Errorf("Await(%q): %v", id, err)
+		}
+		if _, err := c.Events(ctx, id); !errors.Is(err, client.ErrInvalidCommand) {
+			t.Errorf("Events(%q): %v", id, err)
+		}
+		if _, err := c.StateAsOf(ctx, id, 0, time.Time{}); !errors.Is(err, client.ErrInvalidCommand) {
+			t.Errorf("StateAsOf(%q): %v", id, err)
+		}
+	}
+	if _, err := c.Send(ctx, client.NewEnvelope("ord-1", client.AddItem{ProductID: "x.y", Quantity: 1})); !errors.Is(err, client.ErrInvalidCommand) {
+		t.Errorf("Send with an invalid product id: %v", err)
+	}
+}

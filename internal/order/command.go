@@ -135,6 +135,10 @@ func ParseCommand(commandType string, data []byte) (Command, error) {
 	return c, nil
 }
 
+// ValidateCommand checks a command built in code the way ParseCommand and
+// Decide do, so a client can refuse it before sending it.
+func ValidateCommand(c Command) error { return c.validate() }
+
 func decode[T Command](data []byte) (Command, error) {
 	var c T
 	if err := decodeStrict(data, &c); err != nil {
