@@ -53,6 +53,12 @@ func (c Config) Validate() error {
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("AGGREGATOR_DRAIN_TIMEOUT is %s; it must be positive", c.DrainTimeout))
 	}
+	for name, v := range map[string]int64{"AGGREGATOR_MAX_RETRIES": int64(c.MaxRetries), "AGGREGATOR_CACHE_SIZE": int64(c.CacheSize),
+		"AGGREGATOR_SNAPSHOT_EVERY": c.SnapshotEvery} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s is %d; it must not be negative (0 switches it off)", name, v))
+		}
+	}
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("AGGREGATOR_LEASE_TTL is %s; it must be at least 1s", c.LeaseTTL))
 	}
@@ -64,11 +70,13 @@ func (c Config) topology() es.Topology {
 }
 
 func (c Config) service() aggregator.Config {
+	// In the environment 0 switches a count off; in aggregator.Config 0
+	// selects the default, which envconfig has filled in already.
 	return aggregator.Config{
 		Partitions:     c.Partitions,
-		MaxRetries:     c.MaxRetries,
-		CacheSize:      c.CacheSize,
-		SnapshotEvery:  c.SnapshotEvery,
+		MaxRetries:     noneIfZero(c.MaxRetries),
+		CacheSize:      noneIfZero(c.CacheSize),
+		SnapshotEvery:  int64(noneIfZero(int(c.SnapshotEvery))),
 		AckWait:        c.AckWait,
 		MaxAckPending:  1000,
 		DrainTimeout:   c.DrainTimeout,
@@ -76,6 +84,13 @@ func (c Config) service() aggregator.Config {
 		LeaseTTL:       c.LeaseTTL,
 		StreamReplicas: c.Replicas,
 	}
+}
+
+func noneIfZero(n int) int {
+	if n == 0 {
+		return aggregator.None
+	}
+	return n
 }
 
 func main() {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
 )
 
 func TestConfigFromEnvironment(t *testing.T) {
@@ -36,9 +38,26 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := cfg.Validate()
-	for _, want := range []string{"partitions is 0", "replicas is 2", "AGGREGATOR_LEASE_TTL is 10ms", "max retries is -1"} {
+	for _, want := range []string{"partitions is 0", "replicas is 2", "AGGREGATOR_LEASE_TTL is 10ms", "AGGREGATOR_MAX_RETRIES is -1"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want it to mention %q", err, want)
 		}
+	}
+}
+
+func TestZeroSwitchesCountsOff(t *testing.T) {
+	t.Setenv("AGGREGATOR_SNAPSHOT_EVERY", "0")
+	t.Setenv("AGGREGATOR_CACHE_SIZE", "0")
+	t.Setenv("AGGREGATOR_MAX_RETRIES", "0")
+	var cfg Config
+	if err := envconfig.Process("", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	svc := cfg.service()
+	if svc.SnapshotEvery != aggregator.None || svc.CacheSize != aggregator.None || svc.MaxRetries != aggregator.None {
+		t.Fatalf("0 in the environment gave %+v", svc)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

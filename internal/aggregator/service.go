@@ -26,16 +26,18 @@ import (
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
-// Config tunes a Service. Zero fields take the defaults in setDefaults.
+// Config tunes a Service. Zero fields take the defaults in setDefaults;
+// None switches a count off.
 type Config struct {
 	// Partitions is the partition count the streams were created with.
 	Partitions int
 	// MaxRetries bounds reloads after conflicts for one command before it
-	// is rejected with "conflict".
+	// is rejected with "conflict"; None for no retries.
 	MaxRetries int
-	// CacheSize is how many orders stay in memory.
+	// CacheSize is how many orders stay in memory; None for no cache.
 	CacheSize int
-	// SnapshotEvery takes a snapshot every this many events of an order.
+	// SnapshotEvery takes a snapshot every this many events of an order;
+	// None for no snapshots.
 	SnapshotEvery int64
 	// AckWait is how long JetStream waits for an acknowledgement before it
 	// redelivers a command.
@@ -64,6 +66,10 @@ type Config struct {
 	// Upcasters lift events of older schema versions when orders load.
 	Upcasters es.Upcasters
 }
+
+// None is the value of Config counts that switches them off, since zero
+// selects the default.
+const None = -1
 
 func (c *Config) setDefaults() {
 	if c.Partitions == 0 {
@@ -118,13 +124,13 @@ func (c Config) Validate() error {
 	if c.Partitions < 0 {
 		errs = append(errs, fmt.Errorf("partitions is %d; it must be at least 1", c.Partitions))
 	}
-	if c.MaxRetries < 0 {
+	if c.MaxRetries < None {
 		errs = append(errs, fmt.Errorf("max retries is %d; it must not be negative", c.MaxRetries))
 	}
-	if c.CacheSize < 0 {
+	if c.CacheSize < None {
 		errs = append(errs, fmt.Errorf("cache size is %d; it must not be negative", c.CacheSize))
 	}
-	if c.SnapshotEvery < 0 {
+	if c.SnapshotEvery < None {
 		errs = append(errs, fmt.Errorf("snapshot interval is %d; it must not be negative", c.SnapshotEvery))
 	}
 	if c.AckWait != 0 && c.AckWait < time.Second {
@@ -165,13 +171,13 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("aggregator config: %w", err)
 	}
 	store := es.NewStore(js, cfg.Partitions, cfg.Upcasters)
-	repo := NewRepository(store, es.RepositoryConfig{CacheSize: cfg.CacheSize, SnapshotEvery: cfg.SnapshotEvery, Now: cfg.Now})
+	repo := NewRepository(store, es.RepositoryConfig{CacheSize: max(cfg.CacheSize, 0), SnapshotEvery: max(cfg.SnapshotEvery, 0), Now: cfg.Now})
 	return &Service{
 		js:    js,
 		store: store,
 		repo:  repo,
 		cfg:   cfg,
-		handler: &handler{store: store, repo: repo, maxRetries: cfg.MaxRetries, now: cfg.Now,
+		handler: &handler{store: store, repo: repo, maxRetries: max(cfg.MaxRetries, 0), now: cfg.Now,
 			log: cfg.Logger, obs: cfg.Observer, tracer: cfg.Tracer.Tracer("github.com/jetsource/jetsource/internal/aggregator")},
 	}, nil
 }
