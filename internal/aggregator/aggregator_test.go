@@ -248,7 +248,8 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 }
 
 func TestResendingACommandReturnsItsFirstOutcome(t *testing.T) {
-	h := startHarness(t, aggregator.Config{})
+	count := &counter{}
+	h := startHarness(t, aggregator.Config{Observer: count})
 	id := newID("ord")
 	create := cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}
 	first := accepted(t, h.send(create))
@@ -260,10 +261,11 @@ func TestResendingACommandReturnsItsFirstOutcome(t *testing.T) {
 
 	resend := func(c cmd) es.Result {
 		// Without Nats-Msg-Id JetStream cannot deduplicate it, as after the
-		// duplicate window: the aggregator must.
+		// duplicate window: the aggregator must, and says it replayed.
+		before := count.replayed.Load()
 		body, _ := json.Marshal(c)
 		h.publish(es.CommandSubject(c.OrderID, c.Type), "", body)
-		time.Sleep(200 * time.Millisecond)
+		waitCount(t, &count.replayed, before+1, "replayed outcomes")
 		return h.waitResult(es.ResultSubject(c.ID))
 	}
 	if again := resend(create); again.Status != es.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] {
@@ -282,7 +284,7 @@ func TestResendingACommandReturnsItsFirstOutcome(t *testing.T) {
 	if err := resultsStream.Purge(context.Background(), jetstream.WithPurgeSubject(es.ResultSubject(create.ID))); err != nil {
 		t.Fatal(err)
 	}
-	h.stop = h.run(aggregator.Config{})
+	h.stop = h.run(aggregator.Config{Observer: count})
 	if again := resend(create); again.Status != es.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] || again.Version != 1 {
 		t.Fatalf("re-sent create after restart and expiry: %+v, first %+v", again, first)
 	}

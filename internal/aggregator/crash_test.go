@@ -100,7 +100,8 @@ func TestLostAppendAcknowledgementIsVerifiedNotRetriedBlindly(t *testing.T) {
 	h.stop()
 	orderID := newID("ord")
 	lost := map[string]bool{}
-	h.stop = h.runOn(h.js, aggregator.Config{}, func(point, commandID string) error {
+	count := &counter{}
+	h.stop = h.runOn(h.js, aggregator.Config{Observer: count}, func(point, commandID string) error {
 		if point == "appended" && !lost[commandID] {
 			lost[commandID] = true
 			return fmt.Errorf("publish ack: %w", es.ErrUnknownOutcome)
@@ -112,6 +113,11 @@ func TestLostAppendAcknowledgementIsVerifiedNotRetriedBlindly(t *testing.T) {
 	events := h.events(orderID)
 	if len(events) != 2 || create.Version != 1 || add.Version != 2 || add.EventIDs[0] != events[1].ID {
 		t.Fatalf("after lost acknowledgements: %d events, results %+v %+v", len(events), create, add)
+	}
+	// One append per command: the reload found the events, no blind retry
+	// was sent (it would have failed its expected sequence, and counted).
+	if n := count.appends.Load(); n != 2 {
+		t.Fatalf("%d appends for 2 commands", n)
 	}
 }
 

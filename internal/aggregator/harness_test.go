@@ -226,3 +226,30 @@ func rejectedWith(t *testing.T, r es.Result, code string) {
 		t.Fatal("rejection without a message")
 	}
 }
+
+// counter is an Observer that counts what tests assert on.
+type counter struct {
+	appends, replayed atomic.Int64
+}
+
+func (c *counter) CommandHandled(_, _, _ string, replayed bool, _ time.Duration) {
+	if replayed {
+		c.replayed.Add(1)
+	}
+}
+func (c *counter) CacheLookup(bool)            {}
+func (c *counter) Append(time.Duration, error) { c.appends.Add(1) }
+func (c *counter) Retry()                      {}
+func (c *counter) Partition(int, bool)         {}
+
+// waitCount waits until n reaches at least want.
+func waitCount(t *testing.T, n *atomic.Int64, want int64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Load() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, want %d", what, n.Load(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
