@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -86,6 +88,13 @@ func (c Config) service() aggregator.Config {
 	}
 }
 
+// defaultReplicaID is the host name (the pod name in Kubernetes) with a
+// random suffix, since a host may run several replicas.
+func defaultReplicaID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%08x", strings.NewReplacer(".", "_").Replace(host), rand.Uint32())
+}
+
 func noneIfZero(n int) int {
 	if n == 0 {
 		return aggregator.None
@@ -134,6 +143,9 @@ func run(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	svcCfg := cfg.service()
+	if svcCfg.ReplicaID == "" {
+		svcCfg.ReplicaID = defaultReplicaID()
+	}
 	svcCfg.Logger = log
 	svcCfg.Observer = aggregator.NewMetrics(reg)
 	svcCfg.Tracer = tp

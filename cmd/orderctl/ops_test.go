@@ -106,7 +106,7 @@ func (e *opsEnv) appendRaw(t *testing.T, orderID string, events ...order.Event) 
 		} else {
 			next++
 		}
-		envs[i] = es.Event{ID: es.NewEventID(), AggregateType: order.AggregateType, AggregateID: orderID, Type: data.EventType(),
+		envs[i] = es.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: orderID, Type: data.EventType(),
 			SchemaVersion: order.SchemaVersion, Version: v, Data: body, Metadata: es.Metadata{Timestamp: es.Time{Time: time.Now()}}}
 	}
 	if _, err := e.store.Append(ctx, orderID, last, envs); err != nil {

@@ -106,7 +106,7 @@ func TestRunProjectsAndDrains(t *testing.T) {
 	for i := range 20 {
 		id := fmt.Sprintf("ord-%d", i)
 		data, _ := json.Marshal(order.OrderCreated{CustomerID: "c", Currency: "USD"})
-		ev := es.Event{ID: es.NewEventID(), AggregateType: order.AggregateType, AggregateID: id, Type: order.TypeOrderCreated,
+		ev := es.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: order.TypeOrderCreated,
 			SchemaVersion: order.SchemaVersion, Version: 1, Data: data,
 			Metadata: es.Metadata{CausationID: "cmd-" + id, Timestamp: es.Time{Time: time.Now()}}}
 		if _, err := store.Append(ctx, id, 0, []es.Event{ev}); err != nil {

@@ -327,7 +327,7 @@ func TestForeignAppendIsSeenBeforeDeciding(t *testing.T) {
 	// previous owner of the partition could during a handover).
 	foreignAppend := func(version int64, data string) {
 		evs := h.events(id)
-		e := es.Event{ID: es.NewEventID(), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: version,
+		e := es.Event{ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: version,
 			Data: json.RawMessage(data), Metadata: es.Metadata{CausationID: "foreign", Timestamp: es.Time{Time: time.Now()}}}
 		if _, err := h.store.Append(context.Background(), id, evs[len(evs)-1].Sequence, []es.Event{e}); err != nil {
 			t.Fatal(err)

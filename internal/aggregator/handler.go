@@ -170,7 +170,8 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 }
 
 func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order.Event) ([]es.Event, error) {
-	now := es.Time{Time: h.now()}
+	at := h.now()
+	now := es.Time{Time: at}
 	events := make([]es.Event, len(decided))
 	for i, d := range decided {
 		data, err := json.Marshal(d)
@@ -178,7 +179,7 @@ func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order
 			return nil, fmt.Errorf("encode %s: %w", d.EventType(), err)
 		}
 		events[i] = es.Event{
-			ID:            es.NewEventID(),
+			ID:            es.NewEventID(at),
 			AggregateType: order.AggregateType,
 			AggregateID:   in.env.OrderID,
 			Type:          d.EventType(),

@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -103,8 +101,7 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 	if c.ReplicaID == "" {
-		host, _ := os.Hostname()
-		c.ReplicaID = fmt.Sprintf("%s-%08x", strings.ReplaceAll(host, ".", "_"), rand.Uint32())
+		c.ReplicaID = fmt.Sprintf("replica-%08x", rand.Uint32())
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = 5 * time.Second

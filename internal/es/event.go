@@ -68,9 +68,9 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// NewEventID returns a fresh event id: "evt-" and a UUIDv7, so ids sort by
-// creation time, which keeps index inserts of read models cheap.
-func NewEventID() string { return "evt-" + newUUIDv7(time.Now()) }
+// NewEventID returns a fresh event id: "evt-" and a UUIDv7 of now, so ids
+// sort by creation time, which keeps index inserts of read models cheap.
+func NewEventID(now time.Time) string { return "evt-" + newUUIDv7(now) }
 
 func newUUIDv7(now time.Time) string {
 	var u [16]byte

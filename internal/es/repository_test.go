@@ -41,7 +41,7 @@ func decideAndAppend(ctx context.Context, repo *es.Repository[order.State], id s
 		next := l.State
 		for i, d := range decided {
 			data, _ := json.Marshal(d)
-			envs[i] = es.Event{ID: es.NewEventID(), AggregateType: order.AggregateType, AggregateID: id, Type: d.EventType(),
+			envs[i] = es.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: d.EventType(),
 				SchemaVersion: order.SchemaVersion, Version: l.Version + int64(i) + 1, Data: data,
 				Metadata: es.Metadata{Timestamp: es.Time{Time: time.Now()}}}
 			next = order.Evolve(next, d)

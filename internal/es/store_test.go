@@ -21,7 +21,7 @@ func newStore(t *testing.T, upcasters es.Upcasters) *es.Store {
 
 func event(id string, version int64, typ, data string) es.Event {
 	return es.Event{
-		ID: es.NewEventID(), AggregateType: "order", AggregateID: id, Type: typ, SchemaVersion: 1,
+		ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: typ, SchemaVersion: 1,
 		Version: version, Data: json.RawMessage(data),
 		Metadata: es.Metadata{CausationID: fmt.Sprintf("cmd-%d", version), Timestamp: es.Time{Time: time.Now()}},
 	}
@@ -150,7 +150,7 @@ func TestEventEnvelopeWireForm(t *testing.T) {
 	if err != nil || back.Metadata.Timestamp.Nanosecond() != 123456000 || back.Sequence != 9 {
 		t.Fatalf("decode: %+v %v", back, err)
 	}
-	if id := es.NewEventID(); len(id) != 40 || !strings.HasPrefix(id, "evt-") || id[18] != '7' {
+	if id := es.NewEventID(time.Now()); len(id) != 40 || !strings.HasPrefix(id, "evt-") || id[18] != '7' {
 		t.Fatalf("NewEventID() = %q, want evt- and a UUIDv7", id)
 	}
 }

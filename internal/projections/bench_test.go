@@ -131,7 +131,7 @@ func benchWorkload(n int) []es.Event {
 			data, _ := json.Marshal(ev)
 			s.version++
 			out = append(out, es.Event{
-				ID: es.NewEventID(), AggregateType: order.AggregateType, AggregateID: s.id, Type: ev.EventType(),
+				ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: s.id, Type: ev.EventType(),
 				SchemaVersion: order.SchemaVersion, Version: s.version, Data: data,
 				Metadata: es.Metadata{UserID: "bench", CorrelationID: "corr-" + s.id, CausationID: commandType + "-" + s.id,
 					Timestamp: es.Time{Time: clock}},

@@ -189,7 +189,7 @@ func (f *feeder) append(t testing.TB, s *script, commandType string, events []or
 		}
 		s.version++
 		envs[i] = es.Event{
-			ID: es.NewEventID(), AggregateType: order.AggregateType, AggregateID: s.id, Type: e.EventType(),
+			ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: s.id, Type: e.EventType(),
 			SchemaVersion: order.SchemaVersion, Version: s.version, Data: data,
 			Metadata: es.Metadata{UserID: "user-" + commandType, CorrelationID: "corr-" + s.id, CausationID: cmdID,
 				Timestamp: es.Time{Time: f.clock}},

@@ -174,7 +174,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 // its own event if it is there.
 func appendOne(t *testing.T, store *es.Store, id string, v int64, ok func(eventID string)) {
 	ctx := context.Background()
-	e := es.Event{ID: es.NewEventID(), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: v,
+	e := es.Event{ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: v,
 		Data: json.RawMessage(`{}`), Metadata: es.Metadata{Timestamp: es.Time{Time: time.Now()}}}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
