@@ -16,9 +16,8 @@ import (
 // Runner projects the partitions of one projection that this replica owns.
 // Replicas of the same projection share its partitions: each partition is
 // owned through a Postgres session advisory lock held on a connection of
-// its own, and every replica takes its fair share, ceil(partitions /
-// live replicas), counting the replicas with a fresh heartbeat in
-// projection_replicas.
+// its own, and every replica holds the share that shareOf assigns it among
+// the replicas with a fresh heartbeat in projection_replicas.
 type Runner struct {
 	pool *pgxpool.Pool
 	js   jetstream.JetStream
@@ -141,7 +140,7 @@ func (o *owner) tick(ctx context.Context) {
 		return
 	}
 	o.lastBeat.Store(time.Now().UnixNano())
-	share := (o.cfg.Partitions + live - 1) / live
+	share := shareOf(o.cfg.Partitions, live, o.cfg.ReplicaID)
 	if extra := len(o.held) - share; extra > 0 {
 		o.release(ctx, o.pickRelease(extra))
 		changed = true
@@ -179,9 +178,9 @@ func (o *owner) connect(ctx context.Context) error {
 }
 
 // heartbeat records the replica as alive, forgets long-dead ones and
-// returns how many replicas are alive (itself included) and which
+// returns the ids of the live replicas (itself included), sorted, and which
 // partitions are locked by anyone. It doubles as the lock session's ping.
-func (o *owner) heartbeat(ctx context.Context) (live int, taken map[int]bool, err error) {
+func (o *owner) heartbeat(ctx context.Context) (live []string, taken map[int]bool, err error) {
 	t := o.target.sql.searchPath
 	ctx, cancel := context.WithTimeout(ctx, 2*o.cfg.Heartbeat)
 	defer cancel()
@@ -190,9 +189,13 @@ func (o *owner) heartbeat(ctx context.Context) (live int, taken map[int]bool, er
 		ON CONFLICT (projection, replica_id) DO UPDATE SET heartbeat_at = now()`, o.target.projection, o.cfg.ReplicaID)
 	b.Queue(`DELETE FROM `+t+`.projection_replicas WHERE projection = $1 AND heartbeat_at < now() - $2::interval`,
 		o.target.projection, 100*o.cfg.ReplicaTTL)
-	b.Queue(`SELECT count(*) FROM `+t+`.projection_replicas
+	b.Queue(`SELECT replica_id FROM `+t+`.projection_replicas
 		WHERE projection = $1 AND (replica_id = $2 OR heartbeat_at > now() - $3::interval)`,
-		o.target.projection, o.cfg.ReplicaID, o.cfg.ReplicaTTL).QueryRow(func(r pgx.Row) error { return r.Scan(&live) })
+		o.target.projection, o.cfg.ReplicaID, o.cfg.ReplicaTTL).Query(func(rows pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error { live = append(live, id); return nil })
+		return err
+	})
 	taken = map[int]bool{}
 	b.Queue(`SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid::bigint = $1`,
@@ -202,9 +205,31 @@ func (o *owner) heartbeat(ctx context.Context) (live int, taken map[int]bool, er
 		return err
 	})
 	if err := o.conn.SendBatch(ctx, b).Close(); err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
-	return max(live, 1), taken, nil
+	if !slices.Contains(live, o.cfg.ReplicaID) { // the upsert above makes it so; shareOf relies on it
+		live = append(live, o.cfg.ReplicaID)
+	}
+	slices.Sort(live)
+	return live, taken, nil
+}
+
+// shareOf is how many partitions the replica self should hold among the
+// live replicas (sorted ids, self included): floor(partitions / n), and one
+// more for the first partitions mod n of them. Every replica computes the
+// same split from the same table, so the shares add up to the partition
+// count: no partition stays free while a replica holds none, and a
+// replica beyond the partition count holds none. Rounding every share up
+// instead would leave a newcomer empty-handed whenever the others already
+// hold the rounded-up share (16 partitions over 4 replicas, then a 5th).
+func shareOf(partitions int, live []string, self string) int {
+	i, _ := slices.BinarySearch(live, self)
+	n := len(live)
+	share := partitions / n
+	if i < partitions%n {
+		share++
+	}
+	return share
 }
 
 // candidates lists the free partitions, starting at a point that depends on

@@ -126,10 +126,13 @@ func owners(rs ...*replica) map[int][]string {
 	return out
 }
 
-// split waits until the replicas own every partition exactly once, with
-// shares as even as ceil allows.
+// split waits until the replicas own every partition exactly once, each
+// floor or ceil of partitions / replicas of them, and then checks that the
+// split holds for a few heartbeats: balancing must not flap.
 func split(t *testing.T, rs ...*replica) {
 	t.Helper()
+	lo := natstest.Partitions / len(rs)
+	hi := (natstest.Partitions + len(rs) - 1) / len(rs)
 	waitFor(t, 20*time.Second, "the partitions to be split", func() (bool, string) {
 		o := owners(rs...)
 		if len(o) != natstest.Partitions {
@@ -140,14 +143,18 @@ func split(t *testing.T, rs ...*replica) {
 				return false, "owners: " + fmtOwners(o)
 			}
 		}
-		share := (natstest.Partitions + len(rs) - 1) / len(rs)
 		for _, r := range rs {
-			if n := len(r.Owned()); n < natstest.Partitions-share*(len(rs)-1) || n > share {
+			if n := len(r.Owned()); n < lo || n > hi {
 				return false, "owners: " + fmtOwners(o)
 			}
 		}
 		return true, ""
 	})
+	before := owners(rs...)
+	time.Sleep(400 * time.Millisecond)
+	if after := owners(rs...); !maps.EqualFunc(before, after, slices.Equal) {
+		t.Errorf("the split did not hold:%s\nthen:%s", fmtOwners(before), fmtOwners(after))
+	}
 }
 
 func fmtOwners(o map[int][]string) string {
