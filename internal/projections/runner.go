@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync/atomic"
@@ -133,10 +134,8 @@ func (o *owner) tick(ctx context.Context) {
 	}
 	live, taken, err := o.heartbeat(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			log.Error("lock session lost; stopping every partition", "error", err)
-			o.loseAll()
-		}
+		log.Error("lock session lost; stopping every partition", "error", err)
+		o.loseAll()
 		return
 	}
 	o.lastBeat.Store(time.Now().UnixNano())
@@ -149,12 +148,10 @@ func (o *owner) tick(ctx context.Context) {
 		if len(o.held) >= share || ctx.Err() != nil {
 			break
 		}
-		var ok bool
-		if err := o.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.class, int32(p)).Scan(&ok); err != nil {
-			if ctx.Err() == nil {
-				log.Error("lock session lost while taking partitions", "error", err)
-				o.loseAll()
-			}
+		ok, err := o.tryLock(ctx, p)
+		if err != nil {
+			log.Error("lock session lost while taking partitions", "error", err)
+			o.loseAll()
 			return
 		}
 		if ok {
@@ -177,12 +174,30 @@ func (o *owner) connect(ctx context.Context) error {
 	return nil
 }
 
+// sessionContext bounds a query on the lock session without passing on
+// ctx's cancellation: pgx closes a connection whose query is canceled, and
+// a shutdown that lands mid-query would then lose the session it needs to
+// unlock the partitions and leave the replica table.
+func (o *owner) sessionContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*o.cfg.Heartbeat)
+}
+
+func (o *owner) tryLock(ctx context.Context, p int) (bool, error) {
+	ctx, cancel := o.sessionContext(ctx)
+	defer cancel()
+	var ok bool
+	if err := o.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.class, int32(p)).Scan(&ok); err != nil {
+		return false, fmt.Errorf("lock partition %d: %w", p, err)
+	}
+	return ok, nil
+}
+
 // heartbeat records the replica as alive, forgets long-dead ones and
 // returns the ids of the live replicas (itself included), sorted, and which
 // partitions are locked by anyone. It doubles as the lock session's ping.
 func (o *owner) heartbeat(ctx context.Context) (live []string, taken map[int]bool, err error) {
 	t := o.target.sql.searchPath
-	ctx, cancel := context.WithTimeout(ctx, 2*o.cfg.Heartbeat)
+	ctx, cancel := o.sessionContext(ctx)
 	defer cancel()
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO `+t+`.projection_replicas (projection, replica_id) VALUES ($1, $2)
@@ -205,7 +220,7 @@ func (o *owner) heartbeat(ctx context.Context) (live []string, taken map[int]boo
 		return err
 	})
 	if err := o.conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("heartbeat: %w", err)
 	}
 	if !slices.Contains(live, o.cfg.ReplicaID) { // the upsert above makes it so; shareOf relies on it
 		live = append(live, o.cfg.ReplicaID)
@@ -342,7 +357,7 @@ func (o *owner) unlock(ctx context.Context, p int) {
 	if o.conn == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*o.cfg.Heartbeat)
+	ctx, cancel := o.sessionContext(ctx)
 	defer cancel()
 	if _, err := o.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", o.class, int32(p)); err != nil {
 		o.cfg.Logger.Warn("unlock failed; dropping the lock session", "partition", p, "error", err)
@@ -372,7 +387,8 @@ func (o *owner) loseAll() {
 }
 
 // shutdown drains every partition, unlocks them and leaves the replica
-// table, so the other replicas take over at their next heartbeat.
+// table, so the other replicas take over at their next heartbeat. Run's
+// context is canceled by then: every step has a deadline of its own.
 func (o *owner) shutdown() {
 	ps := make([]int, 0, len(o.held))
 	for p := range o.held {
@@ -381,20 +397,45 @@ func (o *owner) shutdown() {
 	o.drain(ps)
 	clear(o.held)
 	o.publish()
-	if o.conn == nil {
+	if o.leaveOnSession() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Without the lock session (lost, or never opened) the row would stay
+	// and count as a live replica for ReplicaTTL.
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	if _, err := o.pool.Exec(ctx, o.leaveSQL(), o.target.projection, o.cfg.ReplicaID); err != nil {
+		o.cfg.Logger.Warn("leaving the replica table failed", "error", err)
+	}
+}
+
+// leaveOnSession unlocks every partition, deletes the replica's row and
+// closes the lock session. It reports whether the row was deleted.
+func (o *owner) leaveOnSession() bool {
+	if o.conn == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	defer func() {
+		o.conn.Close(ctx)
+		o.conn = nil
+	}()
 	if _, err := o.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
 		o.cfg.Logger.Warn("unlock on shutdown failed", "error", err)
 	}
-	if _, err := o.conn.Exec(ctx, `DELETE FROM `+o.target.sql.searchPath+`.projection_replicas
-		WHERE projection = $1 AND replica_id = $2`, o.target.projection, o.cfg.ReplicaID); err != nil {
-		o.cfg.Logger.Warn("leaving the replica table failed", "error", err)
+	if _, err := o.conn.Exec(ctx, o.leaveSQL(), o.target.projection, o.cfg.ReplicaID); err != nil {
+		o.cfg.Logger.Warn("leaving the replica table on the lock session failed; trying the pool", "error", err)
+		return false
 	}
-	o.conn.Close(ctx)
-	o.conn = nil
+	return true
+}
+
+// shutdownTimeout bounds each step of a stopping runner's clean-up.
+const shutdownTimeout = 5 * time.Second
+
+func (o *owner) leaveSQL() string {
+	return `DELETE FROM ` + o.target.sql.searchPath + `.projection_replicas WHERE projection = $1 AND replica_id = $2`
 }
 
 func (o *owner) publish() {
