@@ -106,7 +106,7 @@ type owner struct {
 }
 
 // tick renews the heartbeat, reaps workers that ended on their own, and
-// releases or takes partitions until the replica holds its fair share.
+// releases or takes partitions until the replica holds its share (shareOf).
 func (o *owner) tick(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
