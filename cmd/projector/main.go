@@ -8,6 +8,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -101,12 +103,15 @@ func run(ctx context.Context, args []string, cfg Config, log *slog.Logger) error
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	replica := replicaID()
+	log = log.With("replica", replica)
 	runner, err := projections.NewRunner(pool, js, projections.Config{
 		Projection:  proj,
 		Schema:      cfg.Schema,
 		Partitions:  cfg.Partitions,
 		BatchSize:   cfg.BatchSize,
 		MaxAttempts: cfg.MaxAttempts,
+		ReplicaID:   replica,
 		Logger:      log,
 		Observer:    projections.NewMetrics(reg, admin, proj.Name(), log),
 		Tracer:      tp,
@@ -154,6 +159,20 @@ func run(ctx context.Context, args []string, cfg Config, log *slog.Logger) error
 	}
 	log.Info("projector drained")
 	return nil
+}
+
+// replicaID names this replica in projection_replicas and the logs: the
+// host name, which is the pod name in Kubernetes, and a random suffix, so
+// that it stays unique where containers share a host name (host
+// networking) and across restarts.
+func replicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "projector"
+	}
+	b := make([]byte, 4)
+	rand.Read(b) // never fails: it crashes the program instead
+	return host + "-" + hex.EncodeToString(b)
 }
 
 func newPool(ctx context.Context, cfg Config, projection string) (*pgxpool.Pool, error) {

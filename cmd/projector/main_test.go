@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,18 @@ func TestRunProjectsAndDrains(t *testing.T) {
 			t.Fatalf("projected %d of 20 events (%v), ready %v", n, err, ready)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The replica is named after the host (the pod in Kubernetes), with a
+	// random suffix.
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := conn.QueryRow(ctx, "SELECT replica_id FROM jetsource.projection_replicas").Scan(&id); err != nil ||
+		!regexp.MustCompile(`^`+regexp.QuoteMeta(host)+`-[0-9a-f]{8}$`).MatchString(id) {
+		t.Errorf("replica id %q, %v; want %s-<8 hex digits>", id, err, host)
 	}
 
 	cancel()

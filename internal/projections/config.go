@@ -1,12 +1,12 @@
 package projections
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -47,8 +47,11 @@ type Config struct {
 	// MaxAttempts is how often an event is applied before it is
 	// dead-lettered.
 	MaxAttempts int
-	// ReplicaID names this replica among those of the projection; the host
-	// name and process id if empty. It must be unique while it runs.
+	// ReplicaID names this replica among those of the projection; a random
+	// "replica-<hex>" if empty (the library reads nothing from the
+	// environment: cmd/projector passes the host name). It must be unique
+	// among the running replicas, and it orders them when they split the
+	// partitions.
 	ReplicaID string
 	// Heartbeat is how often the replica proves it is alive and rebalances.
 	Heartbeat time.Duration
@@ -92,8 +95,7 @@ func (c *Config) setDefaults() {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
 	if c.ReplicaID == "" {
-		host, _ := os.Hostname()
-		c.ReplicaID = host + "-" + strconv.Itoa(os.Getpid())
+		c.ReplicaID = "replica-" + randomHex(8)
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
@@ -113,6 +115,13 @@ func (c *Config) setDefaults() {
 	if c.Tracer == nil {
 		c.Tracer = noop.NewTracerProvider()
 	}
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails: it crashes the program instead
+	return hex.EncodeToString(b)
 }
 
 // Validate reports every problem at once.

@@ -29,9 +29,11 @@ type RebuildOptions struct {
 	// after the swap; it is called from one goroutine. May be nil.
 	Progress      func(RebuildProgress)
 	ProgressEvery time.Duration
-	// SwapWithin is how many events the shadow tables may still be behind
-	// when the rebuild stops and swaps them in; the live runners project
-	// the rest. 0 waits until the shadow has seen every stored event once.
+	// SwapWithin, if not 0, also lets the rebuild swap as soon as the
+	// rebuild consumers hold at most this many events not yet projected
+	// into the shadow; the live runners project the rest after the swap.
+	// Without it the rebuild swaps once the shadow has caught up with the
+	// stream (see Rebuild).
 	SwapWithin uint64
 	// Upcasters lift old event schema versions; may be nil.
 	Upcasters es.Upcasters
@@ -62,6 +64,13 @@ type RebuildProgress struct {
 // with the shadow's, marks the live open dead letters superseded and copies
 // the shadow's, and drops the old tables. Live runners then find their
 // checkpoint moved, and continue from the swapped cursors.
+//
+// The shadow has caught up when, at a check (every ProgressEvery), each
+// partition's shadow checkpoint has reached the partition's last stored
+// event as of the previous check. Under steady writes the shadow is never
+// idle, so waiting for it to have nothing pending would never end; this
+// condition only asks it to be less than one check behind, and the events
+// it has not seen are projected by the live runners after the swap.
 //
 // An earlier, unfinished rebuild's shadow is dropped, not resumed.
 func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) (RebuildProgress, error) {
@@ -175,6 +184,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 	}
 	tick := time.NewTicker(opts.ProgressEvery)
 	defer tick.Stop()
+	var targets []uint64 // each partition's last stored event at the previous check
 	for caughtUp := false; !caughtUp; {
 		select {
 		case <-ctx.Done():
@@ -199,7 +209,24 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		for i := range started {
 			ready = ready && started[i].Load()
 		}
-		caughtUp = ready && pending <= opts.SwapWithin
+		// The cursors are compared with the heads read at the previous
+		// check (at the first, with its own, read before the cursors): a
+		// shadow that reached them holds every event stored one check ago.
+		heads, err := a.partitionHeads(ctx)
+		if err != nil {
+			log.Warn("cannot read the stream's last sequences", "error", err)
+			continue
+		}
+		if targets == nil {
+			targets = heads
+		}
+		reached, err := a.shadowReached(ctx, name, targets)
+		if err != nil {
+			log.Warn("cannot read the shadow checkpoints", "error", err)
+			continue
+		}
+		targets = heads
+		caughtUp = ready && (reached || opts.SwapWithin > 0 && pending <= opts.SwapWithin)
 	}
 	stopAll()
 	if err := a.swap(ctx, p, f); err != nil {
@@ -232,6 +259,56 @@ func (a *Admin) shadowPending(ctx context.Context, projection string) (uint64, e
 		pending += info.NumPending + uint64(info.NumAckPending)
 	}
 	return pending, nil
+}
+
+// partitionHeads returns the stream sequence of each partition's last
+// stored event, 0 for a partition without events.
+func (a *Admin) partitionHeads(ctx context.Context) ([]uint64, error) {
+	stream, err := a.js.Stream(ctx, es.EventsStream)
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", es.EventsStream, err)
+	}
+	heads := make([]uint64, a.cfg.Partitions)
+	for p := range heads {
+		m, err := stream.GetLastMsgForSubject(ctx, es.EventPartitionFilter(p))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("last event of partition %d: %w", p, err)
+		default:
+			heads[p] = m.Sequence
+		}
+	}
+	return heads, nil
+}
+
+// shadowReached reports whether every shadow checkpoint is at or past its
+// partition's target.
+func (a *Admin) shadowReached(ctx context.Context, projection string, targets []uint64) (bool, error) {
+	rows, err := a.pool.Query(ctx, `SELECT partition, last_sequence FROM `+
+		pgx.Identifier{shadowSchema(a.cfg.Schema, projection)}.Sanitize()+`.projection_checkpoints WHERE projection = $1`, projection)
+	if err != nil {
+		return false, fmt.Errorf("read shadow checkpoints: %w", err)
+	}
+	cursors := make([]uint64, len(targets))
+	var (
+		p   int
+		seq int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&p, &seq}, func() error {
+		if p >= 0 && p < len(cursors) {
+			cursors[p] = uint64(seq)
+		}
+		return nil
+	}); err != nil {
+		return false, fmt.Errorf("read shadow checkpoints: %w", err)
+	}
+	for p, target := range targets {
+		if cursors[p] < target {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func (a *Admin) deleteConsumer(ctx context.Context, name string) error {

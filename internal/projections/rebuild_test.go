@@ -163,8 +163,14 @@ func TestRebuildSwapsInIdenticalTables(t *testing.T) {
 		err error
 	}
 	rebuilt := make(chan result, 1)
+	// A slow shadow is still far behind when all its workers have started
+	// and the rebuild swaps, even where starting them takes long (-race).
+	slow := hook{Projection: readmodel.SalesDaily{}, before: func(context.Context, []es.Event) error {
+		time.Sleep(200 * time.Millisecond)
+		return nil
+	}}
 	go func() {
-		pr, err := e.admin.Rebuild(ctx, readmodel.SalesDaily{}, projections.RebuildOptions{
+		pr, err := e.admin.Rebuild(ctx, slow, projections.RebuildOptions{
 			BatchSize: 20, ProgressEvery: 10 * time.Millisecond, SwapWithin: math.MaxUint64})
 		rebuilt <- result{pr, err}
 	}()
@@ -252,4 +258,70 @@ func TestOneRebuildAtATime(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRebuildSwapsUnderSteadyWrites rebuilds order_summary while events
+// keep arriving, about a thousand a second, and the live runner projects
+// them: the shadow is never idle, yet the rebuild must swap within a few
+// seconds, and once the writes stop the tables must equal a fold of the
+// stored events.
+func TestRebuildSwapsUnderSteadyWrites(t *testing.T) {
+	e := newEnv(t)
+	f := newFeeder(e.store, 11)
+	all := f.scripts("a", 200)
+	f.run(t, all...)
+	e.start(t, "live", projections.Config{Projection: readmodel.OrderSummary{}})
+	e.waitCaughtUp(t, readmodel.NameOrderSummary, f.lastByPartition())
+
+	steady := f.scripts("w", 3000)
+	stop := make(chan struct{})
+	type fed struct {
+		events int
+		err    error
+	}
+	writer := make(chan fed, 1)
+	go func() {
+		n, err := f.feed(stop, 500*time.Microsecond, steady...)
+		writer <- fed{n, err}
+	}()
+	time.Sleep(500 * time.Millisecond) // the writes are in full swing
+
+	const bound = 20 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	stream, err := e.js.Stream(ctx, es.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	pr, err := e.admin.Rebuild(ctx, readmodel.OrderSummary{}, projections.RebuildOptions{ProgressEvery: 100 * time.Millisecond})
+	took := time.Since(began)
+	time.Sleep(200 * time.Millisecond) // writes go on after the swap too
+	close(stop)
+	w := <-writer
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	rate := float64(w.events) / (took + 700*time.Millisecond).Seconds()
+	t.Logf("rebuild took %s under %.0f appended events/s: %+v", took, rate, pr)
+	if err != nil || !pr.Swapped {
+		t.Fatalf("rebuild under steady writes: %+v, %v; want swapped within %s", pr, err, bound)
+	}
+	if pr.Done < info.State.Msgs {
+		t.Errorf("the shadow swapped in after %d events; %d were stored before the rebuild began", pr.Done, info.State.Msgs)
+	}
+	if rate < 300 {
+		t.Errorf("only %.0f events/s were appended; the test wants steady writes", rate)
+	}
+	for _, s := range steady {
+		if f.last[s.id] > 0 { // orders the writer reached
+			all = append(all, s)
+		}
+	}
+	e.waitCaughtUp(t, readmodel.NameOrderSummary, f.lastByPartition())
+	compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(all)), nil), "orders", "order_items")
 }

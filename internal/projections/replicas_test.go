@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -64,4 +65,34 @@ func TestReplicasSplitThePartitions(t *testing.T) {
 	split(t, r1)
 	wave("d", 60)
 	check()
+}
+
+// TestEveryReplicaGetsItsShare adds replicas one at a time, up to five. A
+// newcomer must get partitions even when the others hold equal shares (16
+// over 4 replicas), and five replicas must hold 3 or 4 partitions each.
+// Then the replica first in id order stops, which moves the others' place
+// in the order, and the four left must hold 4 each.
+func TestEveryReplicaGetsItsShare(t *testing.T) {
+	e := newEnv(t)
+	f := newFeeder(e.store, 4)
+	var all []*script
+	wave := func(prefix string, n int) {
+		t.Helper()
+		s := f.scripts(prefix, n)
+		f.run(t, s...)
+		all = append(all, s...)
+		e.waitCaughtUp(t, readmodel.NameOrderSummary, f.lastByPartition())
+		compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(all)), nil), "orders", "order_items")
+	}
+	cfg := projections.Config{Projection: readmodel.OrderSummary{}, BatchSize: 32}
+	var rs []*replica
+	for i := range 5 {
+		rs = append(rs, e.start(t, fmt.Sprintf("s%d", i+1), cfg))
+		split(t, rs...)
+	}
+	wave("a", 60)
+
+	rs[0].stop(t)
+	split(t, rs[1:]...)
+	wave("b", 60)
 }

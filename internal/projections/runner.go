@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync/atomic"
@@ -16,9 +17,8 @@ import (
 // Runner projects the partitions of one projection that this replica owns.
 // Replicas of the same projection share its partitions: each partition is
 // owned through a Postgres session advisory lock held on a connection of
-// its own, and every replica takes its fair share, ceil(partitions /
-// live replicas), counting the replicas with a fresh heartbeat in
-// projection_replicas.
+// its own, and every replica holds the share that shareOf assigns it among
+// the replicas with a fresh heartbeat in projection_replicas.
 type Runner struct {
 	pool *pgxpool.Pool
 	js   jetstream.JetStream
@@ -106,7 +106,7 @@ type owner struct {
 }
 
 // tick renews the heartbeat, reaps workers that ended on their own, and
-// releases or takes partitions until the replica holds its fair share.
+// releases or takes partitions until the replica holds its share (shareOf).
 func (o *owner) tick(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
@@ -134,14 +134,12 @@ func (o *owner) tick(ctx context.Context) {
 	}
 	live, taken, err := o.heartbeat(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			log.Error("lock session lost; stopping every partition", "error", err)
-			o.loseAll()
-		}
+		log.Error("lock session lost; stopping every partition", "error", err)
+		o.loseAll()
 		return
 	}
 	o.lastBeat.Store(time.Now().UnixNano())
-	share := (o.cfg.Partitions + live - 1) / live
+	share := shareOf(o.cfg.Partitions, live, o.cfg.ReplicaID)
 	if extra := len(o.held) - share; extra > 0 {
 		o.release(ctx, o.pickRelease(extra))
 		changed = true
@@ -150,12 +148,10 @@ func (o *owner) tick(ctx context.Context) {
 		if len(o.held) >= share || ctx.Err() != nil {
 			break
 		}
-		var ok bool
-		if err := o.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.class, int32(p)).Scan(&ok); err != nil {
-			if ctx.Err() == nil {
-				log.Error("lock session lost while taking partitions", "error", err)
-				o.loseAll()
-			}
+		ok, err := o.tryLock(ctx, p)
+		if err != nil {
+			log.Error("lock session lost while taking partitions", "error", err)
+			o.loseAll()
 			return
 		}
 		if ok {
@@ -178,21 +174,43 @@ func (o *owner) connect(ctx context.Context) error {
 	return nil
 }
 
+// sessionContext bounds a query on the lock session without passing on
+// ctx's cancellation: pgx closes a connection whose query is canceled, and
+// a shutdown that lands mid-query would then lose the session it needs to
+// unlock the partitions and leave the replica table.
+func (o *owner) sessionContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*o.cfg.Heartbeat)
+}
+
+func (o *owner) tryLock(ctx context.Context, p int) (bool, error) {
+	ctx, cancel := o.sessionContext(ctx)
+	defer cancel()
+	var ok bool
+	if err := o.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.class, int32(p)).Scan(&ok); err != nil {
+		return false, fmt.Errorf("lock partition %d: %w", p, err)
+	}
+	return ok, nil
+}
+
 // heartbeat records the replica as alive, forgets long-dead ones and
-// returns how many replicas are alive (itself included) and which
+// returns the ids of the live replicas (itself included), sorted, and which
 // partitions are locked by anyone. It doubles as the lock session's ping.
-func (o *owner) heartbeat(ctx context.Context) (live int, taken map[int]bool, err error) {
+func (o *owner) heartbeat(ctx context.Context) (live []string, taken map[int]bool, err error) {
 	t := o.target.sql.searchPath
-	ctx, cancel := context.WithTimeout(ctx, 2*o.cfg.Heartbeat)
+	ctx, cancel := o.sessionContext(ctx)
 	defer cancel()
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO `+t+`.projection_replicas (projection, replica_id) VALUES ($1, $2)
 		ON CONFLICT (projection, replica_id) DO UPDATE SET heartbeat_at = now()`, o.target.projection, o.cfg.ReplicaID)
 	b.Queue(`DELETE FROM `+t+`.projection_replicas WHERE projection = $1 AND heartbeat_at < now() - $2::interval`,
 		o.target.projection, 100*o.cfg.ReplicaTTL)
-	b.Queue(`SELECT count(*) FROM `+t+`.projection_replicas
+	b.Queue(`SELECT replica_id FROM `+t+`.projection_replicas
 		WHERE projection = $1 AND (replica_id = $2 OR heartbeat_at > now() - $3::interval)`,
-		o.target.projection, o.cfg.ReplicaID, o.cfg.ReplicaTTL).QueryRow(func(r pgx.Row) error { return r.Scan(&live) })
+		o.target.projection, o.cfg.ReplicaID, o.cfg.ReplicaTTL).Query(func(rows pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error { live = append(live, id); return nil })
+		return err
+	})
 	taken = map[int]bool{}
 	b.Queue(`SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid::bigint = $1`,
@@ -202,9 +220,31 @@ func (o *owner) heartbeat(ctx context.Context) (live int, taken map[int]bool, er
 		return err
 	})
 	if err := o.conn.SendBatch(ctx, b).Close(); err != nil {
-		return 0, nil, err
+		return nil, nil, fmt.Errorf("heartbeat: %w", err)
 	}
-	return max(live, 1), taken, nil
+	if !slices.Contains(live, o.cfg.ReplicaID) { // the upsert above makes it so; shareOf relies on it
+		live = append(live, o.cfg.ReplicaID)
+	}
+	slices.Sort(live)
+	return live, taken, nil
+}
+
+// shareOf is how many partitions the replica self should hold among the
+// live replicas (sorted ids, self included): floor(partitions / n), and one
+// more for the first partitions mod n of them. Every replica computes the
+// same split from the same table, so the shares add up to the partition
+// count: no partition stays free while a replica holds none, and a
+// replica beyond the partition count holds none. Rounding every share up
+// instead would leave a newcomer empty-handed whenever the others already
+// hold the rounded-up share (16 partitions over 4 replicas, then a 5th).
+func shareOf(partitions int, live []string, self string) int {
+	i, _ := slices.BinarySearch(live, self)
+	n := len(live)
+	share := partitions / n
+	if i < partitions%n {
+		share++
+	}
+	return share
 }
 
 // candidates lists the free partitions, starting at a point that depends on
@@ -317,7 +357,7 @@ func (o *owner) unlock(ctx context.Context, p int) {
 	if o.conn == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*o.cfg.Heartbeat)
+	ctx, cancel := o.sessionContext(ctx)
 	defer cancel()
 	if _, err := o.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", o.class, int32(p)); err != nil {
 		o.cfg.Logger.Warn("unlock failed; dropping the lock session", "partition", p, "error", err)
@@ -347,7 +387,8 @@ func (o *owner) loseAll() {
 }
 
 // shutdown drains every partition, unlocks them and leaves the replica
-// table, so the other replicas take over at their next heartbeat.
+// table, so the other replicas take over at their next heartbeat. Run's
+// context is canceled by then: every step has a deadline of its own.
 func (o *owner) shutdown() {
 	ps := make([]int, 0, len(o.held))
 	for p := range o.held {
@@ -356,20 +397,45 @@ func (o *owner) shutdown() {
 	o.drain(ps)
 	clear(o.held)
 	o.publish()
-	if o.conn == nil {
+	if o.leaveOnSession() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Without the lock session (lost, or never opened) the row would stay
+	// and count as a live replica for ReplicaTTL.
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	if _, err := o.pool.Exec(ctx, o.leaveSQL(), o.target.projection, o.cfg.ReplicaID); err != nil {
+		o.cfg.Logger.Warn("leaving the replica table failed", "error", err)
+	}
+}
+
+// leaveOnSession unlocks every partition, deletes the replica's row and
+// closes the lock session. It reports whether the row was deleted.
+func (o *owner) leaveOnSession() bool {
+	if o.conn == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	defer func() {
+		o.conn.Close(ctx)
+		o.conn = nil
+	}()
 	if _, err := o.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
 		o.cfg.Logger.Warn("unlock on shutdown failed", "error", err)
 	}
-	if _, err := o.conn.Exec(ctx, `DELETE FROM `+o.target.sql.searchPath+`.projection_replicas
-		WHERE projection = $1 AND replica_id = $2`, o.target.projection, o.cfg.ReplicaID); err != nil {
-		o.cfg.Logger.Warn("leaving the replica table failed", "error", err)
+	if _, err := o.conn.Exec(ctx, o.leaveSQL(), o.target.projection, o.cfg.ReplicaID); err != nil {
+		o.cfg.Logger.Warn("leaving the replica table on the lock session failed; trying the pool", "error", err)
+		return false
 	}
-	o.conn.Close(ctx)
-	o.conn = nil
+	return true
+}
+
+// shutdownTimeout bounds each step of a stopping runner's clean-up.
+const shutdownTimeout = 5 * time.Second
+
+func (o *owner) leaveSQL() string {
+	return `DELETE FROM ` + o.target.sql.searchPath + `.projection_replicas WHERE projection = $1 AND replica_id = $2`
 }
 
 func (o *owner) publish() {

@@ -2,10 +2,14 @@ package projections_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -126,10 +130,13 @@ func owners(rs ...*replica) map[int][]string {
 	return out
 }
 
-// split waits until the replicas own every partition exactly once, with
-// shares as even as ceil allows.
+// split waits until the replicas own every partition exactly once, each
+// floor or ceil of partitions / replicas of them, and then checks that the
+// split holds for a few heartbeats: balancing must not flap.
 func split(t *testing.T, rs ...*replica) {
 	t.Helper()
+	lo := natstest.Partitions / len(rs)
+	hi := (natstest.Partitions + len(rs) - 1) / len(rs)
 	waitFor(t, 20*time.Second, "the partitions to be split", func() (bool, string) {
 		o := owners(rs...)
 		if len(o) != natstest.Partitions {
@@ -140,14 +147,18 @@ func split(t *testing.T, rs ...*replica) {
 				return false, "owners: " + fmtOwners(o)
 			}
 		}
-		share := (natstest.Partitions + len(rs) - 1) / len(rs)
 		for _, r := range rs {
-			if n := len(r.Owned()); n < natstest.Partitions-share*(len(rs)-1) || n > share {
+			if n := len(r.Owned()); n < lo || n > hi {
 				return false, "owners: " + fmtOwners(o)
 			}
 		}
 		return true, ""
 	})
+	before := owners(rs...)
+	time.Sleep(400 * time.Millisecond)
+	if after := owners(rs...); !maps.EqualFunc(before, after, slices.Equal) {
+		t.Errorf("the split did not hold:%s\nthen:%s", fmtOwners(before), fmtOwners(after))
+	}
 }
 
 func fmtOwners(o map[int][]string) string {
@@ -159,4 +170,71 @@ func fmtOwners(o map[int][]string) string {
 		}
 	}
 	return out
+}
+
+// TestCancelAnytimeLeavesNoGhost cancels a runner 20 times at random
+// moments around its heartbeats, every other time while its heartbeat is
+// held on a row lock, so that the cancellation lands in the middle of a
+// lock-session query (and the lock is sometimes held beyond the query's
+// timeout). Each time Run returns, the replica's row in
+// projection_replicas must be gone: a row left behind would count as a
+// live replica, a ghost, for ReplicaTTL.
+func TestCancelAnytimeLeavesNoGhost(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	pool := e.pool(t, "ghost")
+	const heartbeat = 50 * time.Millisecond
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 20 {
+		r, err := projections.NewRunner(pool, e.js, projections.Config{Projection: readmodel.OrderHistory{}, Schema: schema,
+			ReplicaID: "ghost", Heartbeat: heartbeat, ReplicaTTL: 4 * heartbeat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(run) }()
+		waitFor(t, 10*time.Second, "the runner to own partitions", func() (bool, string) {
+			return r.Ready() && len(r.Owned()) > 0, ""
+		})
+		var blocker pgx.Tx
+		if i%2 == 0 {
+			if blocker, err = e.db.Begin(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := blocker.Exec(ctx, `SELECT 1 FROM jetsource.projection_replicas WHERE replica_id = 'ghost' FOR UPDATE`); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "the heartbeat to wait for the row lock", func() (bool, string) {
+				var waiting int
+				err := e.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ghost'
+					AND wait_event_type = 'Lock' AND query LIKE '%projection_replicas%'`).Scan(&waiting)
+				return err == nil && waiting > 0, fmt.Sprint(err)
+			})
+		} else {
+			time.Sleep(time.Duration(rng.Int64N(int64(2 * heartbeat))))
+		}
+		cancel()
+		if blocker != nil {
+			time.Sleep(time.Duration(rng.Int64N(int64(4 * heartbeat))))
+			if err := blocker.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: Run: %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: Run did not return", i)
+		}
+		var rows int
+		if err := e.db.QueryRow(ctx, `SELECT count(*) FROM jetsource.projection_replicas WHERE replica_id = 'ghost'`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows != 0 {
+			t.Fatalf("round %d: the replica's row is still there after Run returned", i)
+		}
+	}
 }

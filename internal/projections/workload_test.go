@@ -178,6 +178,13 @@ func (f *feeder) step(t testing.TB, s *script) {
 
 func (f *feeder) append(t testing.TB, s *script, commandType string, events []order.Event) {
 	t.Helper()
+	if err := f.tryAppend(s, commandType, events); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryAppend is append for goroutines other than the test's.
+func (f *feeder) tryAppend(s *script, commandType string, events []order.Event) error {
 	f.cmds++
 	f.clock = f.clock.Add(time.Duration(1+f.rng.IntN(900)) * time.Second).Add(time.Duration(f.rng.IntN(1e6)) * time.Microsecond)
 	cmdID := fmt.Sprintf("cmd-%d", f.cmds)
@@ -185,7 +192,7 @@ func (f *feeder) append(t testing.TB, s *script, commandType string, events []or
 	for i, e := range events {
 		data, err := json.Marshal(e)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		s.version++
 		envs[i] = es.Event{
@@ -197,9 +204,39 @@ func (f *feeder) append(t testing.TB, s *script, commandType string, events []or
 	}
 	seq, err := f.store.Append(context.Background(), s.id, f.last[s.id], envs)
 	if err != nil {
-		t.Fatalf("append %s to %s: %v", commandType, s.id, err)
+		return fmt.Errorf("append %s to %s: %w", commandType, s.id, err)
 	}
 	f.last[s.id] = seq
+	return nil
+}
+
+// feed appends the scripts' commands like run, one every interval at most,
+// until stop is closed or the scripts are done, and returns how many
+// events it appended. Unlike run it may be called from any goroutine, as
+// long as the test leaves the feeder alone until it returns.
+func (f *feeder) feed(stop <-chan struct{}, every time.Duration, scripts ...*script) (int, error) {
+	active := slices.Clone(scripts)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	n := 0
+	for len(active) > 0 {
+		select {
+		case <-stop:
+			return n, nil
+		case <-tick.C:
+		}
+		i := f.rng.IntN(len(active))
+		events, commandType, ok := active[i].next(f.rng)
+		if !ok {
+			active = slices.Delete(active, i, i+1)
+			continue
+		}
+		if err := f.tryAppend(active[i], commandType, events); err != nil {
+			return n, err
+		}
+		n += len(events)
+	}
+	return n, nil
 }
 
 // scripts makes n order scripts with ids prefix-0 .. prefix-(n-1).
