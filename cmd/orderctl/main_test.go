@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 
@@ -18,17 +16,7 @@ import (
 
 var cluster *pgtest.Cluster
 
-func TestMain(m *testing.M) {
-	c, stop, err := pgtest.StartCluster()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cluster = c
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
 // orderctl runs one command line and returns its exit code and output.
 func orderctl(args ...string) (int, string, string) {

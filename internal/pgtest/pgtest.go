@@ -112,3 +112,18 @@ func exec(ctx context.Context, url, sql string) error {
 	}
 	return nil
 }
+
+// Main is a package's TestMain in one line: it starts a cluster, points
+// *cluster at it, runs the tests, stops the cluster and exits with the
+// tests' code.
+func Main(m *testing.M, cluster **Cluster) {
+	c, stop, err := StartCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		os.Exit(1)
+	}
+	*cluster = c
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}

@@ -2,8 +2,6 @@ package pgtest_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -14,16 +12,7 @@ import (
 // cluster is shared by the tests of this package; TestMain sets it.
 var cluster *pgtest.Cluster
 
-func TestMain(m *testing.M) {
-	c, stop, err := pgtest.StartCluster()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer stop()
-	cluster = c
-	m.Run()
-}
+func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
 func connect(t *testing.T, url string) *pgx.Conn {
 	t.Helper()

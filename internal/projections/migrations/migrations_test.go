@@ -2,8 +2,6 @@ package migrations_test
 
 import (
 	"errors"
-	"fmt"
-	"os"
 	"sync"
 	"testing"
 
@@ -15,17 +13,7 @@ import (
 
 var cluster *pgtest.Cluster
 
-func TestMain(m *testing.M) {
-	c, stop, err := pgtest.StartCluster()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cluster = c
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
 func pool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
