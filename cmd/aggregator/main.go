@@ -157,13 +157,10 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
-	opsDone := make(chan error, 1)
-	go func() { opsDone <- ops.Serve(opsCtx) }()
+	stopOps := ops.Background()
 	defer func() {
 		// The ops server outlives the drain so probes and scrapes see it.
-		stopOps()
-		if err := <-opsDone; err != nil {
+		if err := stopOps(); err != nil {
 			log.Warn("ops server", "error", err)
 		}
 	}()

@@ -124,12 +124,9 @@ func run(ctx context.Context, args []string, cfg Config, log *slog.Logger) error
 		if err != nil {
 			return err
 		}
-		opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
-		opsDone := make(chan error, 1)
-		go func() { opsDone <- ops.Serve(opsCtx) }()
+		stopOps := ops.Background()
 		defer func() {
-			stopOps()
-			if err := <-opsDone; err != nil {
+			if err := stopOps(); err != nil {
 				log.Warn("ops server", "error", err)
 			}
 		}()

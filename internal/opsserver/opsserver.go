@@ -23,7 +23,6 @@ type ReadyFunc func(context.Context) error
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
-	log *slog.Logger
 }
 
 // Listen binds addr (host:port; port 0 picks one). /healthz answers 200 as
@@ -49,25 +48,33 @@ func Listen(addr string, gatherer prometheus.Gatherer, ready ReadyFunc, log *slo
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	return &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln, log: log}, nil
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		// HTTP errors go to the process's JSON log, not bare to stderr.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return &Server{srv: srv, ln: ln}, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Serve serves until ctx ends, then shuts down within five seconds.
-func (s *Server) Serve(ctx context.Context) error {
+// Background serves in a goroutine until stop is called; stop shuts the
+// server down within five seconds and returns what went wrong, if anything.
+func (s *Server) Background() (stop func() error) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("ops server: %w", err)
-	case <-ctx.Done():
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := s.srv.Shutdown(ctx)
+		if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
+			err = errors.Join(err, serveErr)
+		}
+		if err != nil {
+			return fmt.Errorf("ops server: %w", err)
+		}
+		return nil
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("ops server shutdown: %w", err)
-	}
-	return nil
 }
