@@ -182,23 +182,14 @@ func (h *harness) events(orderID string) []es.Event {
 }
 
 // totalEvents counts every stored event.
-func (h *harness) totalEvents() uint64 {
-	h.t.Helper()
-	s, err := h.js.Stream(context.Background(), es.EventsStream)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return info.State.Msgs
-}
+func (h *harness) totalEvents() uint64 { return h.streamMessages(es.EventsStream) }
 
 // pendingCommands counts commands not yet acknowledged.
-func (h *harness) pendingCommands() uint64 {
+func (h *harness) pendingCommands() uint64 { return h.streamMessages(es.CommandsStream) }
+
+func (h *harness) streamMessages(name string) uint64 {
 	h.t.Helper()
-	s, err := h.js.Stream(context.Background(), es.CommandsStream)
+	s, err := h.js.Stream(context.Background(), name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
