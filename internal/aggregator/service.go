@@ -289,6 +289,12 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 		return fmt.Errorf("consume partition %d: %w", partition, err)
 	}
 	defer it.Stop()
+	// JetStream numbers every delivery of a consumer, redeliveries
+	// included, one after the other. A gap means a delivery was lost on the
+	// way (a consumer leader that died with it in flight, say) and will come
+	// back only after the ack wait, behind later commands: so stop, and let
+	// a new consumer start again at the oldest unacknowledged command.
+	var lastDelivery, lastSequence uint64
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -297,14 +303,27 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 			}
 			return fmt.Errorf("next command of partition %d: %w", partition, err)
 		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("command metadata: %w", err)
+		}
+		if lastDelivery != 0 && (meta.Sequence.Consumer != lastDelivery+1 || meta.Sequence.Stream <= lastSequence) {
+			return fmt.Errorf("%w: delivery %d (stream sequence %d) after delivery %d (stream sequence %d)",
+				errDeliveryGap, meta.Sequence.Consumer, meta.Sequence.Stream, lastDelivery, lastSequence)
+		}
+		lastDelivery, lastSequence = meta.Sequence.Consumer, meta.Sequence.Stream
 		if !t.valid() {
 			return errTenureOver
 		}
-		if err := s.process(ctx, msg, t, log); err != nil {
+		if err := s.process(ctx, msg, meta, t, log); err != nil {
 			return err
 		}
 	}
 }
+
+// errDeliveryGap restarts a partition whose deliveries are not the
+// contiguous run that keeps commands in stream order.
+var errDeliveryGap = errors.New("commands delivered out of order")
 
 func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstream.Consumer, error) {
 	stream, err := s.js.Stream(ctx, es.CommandsStream)
@@ -335,12 +354,8 @@ func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstrea
 // Infrastructure failures are retried in place so later commands of the
 // partition never overtake it. Cancelling ctx stops the retries but lets an
 // attempt in progress finish within DrainTimeout.
-func (s *Service) process(ctx context.Context, msg jetstream.Msg, t *tenure, log *slog.Logger) error {
+func (s *Service) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, t *tenure, log *slog.Logger) error {
 	started := time.Now()
-	meta, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("command metadata: %w", err)
-	}
 	_, _, commandType, _ := es.ParseStoredCommandSubject(msg.Subject())
 	ctx, span := s.handler.tracer.Start(tracing.Extract(ctx, nats.Header(msg.Headers())), "handle "+commandType,
 		trace.WithSpanKind(trace.SpanKindConsumer),
@@ -348,7 +363,10 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, t *tenure, log
 			attribute.Int64("messaging.jetstream.stream_sequence", int64(meta.Sequence.Stream))))
 	defer span.End()
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
-	var out outcome
+	var (
+		out outcome
+		err error
+	)
 	for {
 		if !t.valid() {
 			return errTenureOver

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,10 +48,12 @@ func TestClusterLeaderFailover(t *testing.T) {
 		return es.Setup(op, js, topology)
 	})
 
-	// The aggregator, with its own connection.
+	// The aggregator, with its own connection; its log is shown when a
+	// command's outcome is wrong.
+	aggLog := &lockedBuffer{}
 	_, ajs := connect()
 	svc, err := aggregator.New(ajs, aggregator.Config{Partitions: natstest.Partitions, StreamReplicas: 3, LeaseTTL: 3 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewJSONHandler(aggLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,9 +152,20 @@ func TestClusterLeaderFailover(t *testing.T) {
 			return json.Unmarshal(m.Data, &r)
 		})
 		if (r.Status == es.StatusAccepted) != c.WantAccepted {
+			events, _ := store.ReadFromLeader(ctx, c.OrderID, 0)
+			for _, e := range events {
+				t.Logf("  %s v%d seq %d %s caused by %s", e.AggregateID, e.Version, e.Sequence, e.Type, e.Metadata.CausationID)
+			}
+			p := fmt.Sprintf(`"partition":%d`, es.Partition(c.OrderID, natstest.Partitions))
+			for _, line := range strings.Split(aggLog.String(), "\n") {
+				if strings.Contains(line, c.OrderID) || strings.Contains(line, p+",") || strings.Contains(line, p+"}") {
+					t.Log(line)
+				}
+			}
 			t.Fatalf("command %s (%s): %+v %+v", c.ID, c.Type, r, r.Error)
 		}
 	}
+	t.Logf("partitions restarted over a lost delivery: %d", strings.Count(aggLog.String(), "commands delivered out of order"))
 	for i := range 60 {
 		id := fmt.Sprintf("cluster-ord-%d", i)
 		events, err := store.ReadFromLeader(ctx, id, 0)
