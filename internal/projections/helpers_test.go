@@ -102,7 +102,9 @@ func (e *env) start(t testing.TB, name string, cfg projections.Config) *replica 
 		cfg.Heartbeat = 100 * time.Millisecond
 	}
 	if cfg.ReplicaTTL == 0 {
-		cfg.ReplicaTTL = 500 * time.Millisecond
+		// Ten heartbeats: a replica that misses a few under a loaded CI machine
+		// is not counted out, which would move partitions mid-test.
+		cfg.ReplicaTTL = time.Second
 	}
 	if cfg.Logger == nil && testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("replica", name)

@@ -177,9 +177,13 @@ func (o *owner) connect(ctx context.Context) error {
 // sessionContext bounds a query on the lock session without passing on
 // ctx's cancellation: pgx closes a connection whose query is canceled, and
 // a shutdown that lands mid-query would then lose the session it needs to
-// unlock the partitions and leave the replica table.
+// unlock the partitions and leave the replica table. The bound is twice
+// the replica TTL, not a heartbeat or two: a slow database (a load spike)
+// must not cost the session and with it every partition's lock, while a
+// replica that stops heartbeating is counted out by the others after the
+// TTL anyway, and cannot lose a partition it still holds the lock of.
 func (o *owner) sessionContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 2*o.cfg.Heartbeat)
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*o.cfg.ReplicaTTL)
 }
 
 func (o *owner) tryLock(ctx context.Context, p int) (bool, error) {
