@@ -24,6 +24,7 @@ import (
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/opsserver"
+	"github.com/jetsource/jetsource/internal/startup"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
@@ -166,7 +167,9 @@ func run(ctx context.Context) error {
 	}()
 
 	// Liveness is served from here on; readiness waits for the streams.
-	if err := setupStreams(ctx, js, cfg.topology(), log); err != nil {
+	// A partition mismatch is fatal: waiting cannot fix it.
+	if err := startup.Wait(ctx, log, "stream setup", func(err error) bool { return errors.Is(err, es.ErrPartitionMismatch) },
+		func(ctx context.Context) error { return es.Setup(ctx, js, cfg.topology()) }); err != nil {
 		return err
 	}
 	log.Info("aggregator started", "nats", nc.ConnectedUrlRedacted(), "partitions", cfg.Partitions, "metrics", ops.Addr())
@@ -176,24 +179,4 @@ func run(ctx context.Context) error {
 		log.Warn("drain nats connection", "error", err)
 	}
 	return err
-}
-
-// setupStreams creates or updates the streams, retrying while NATS is not
-// reachable yet (as in a pod that starts before the NATS cluster), but not
-// on a partition mismatch, which waiting cannot fix.
-func setupStreams(ctx context.Context, js jetstream.JetStream, t es.Topology, log *slog.Logger) error {
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := es.Setup(attempt, js, t)
-		cancel()
-		if err == nil || errors.Is(err, es.ErrPartitionMismatch) {
-			return err
-		}
-		log.Warn("stream setup failed; retrying", "error", err, "retry_in", wait.String())
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("set up streams: %w", err)
-		case <-time.After(wait):
-		}
-	}
 }

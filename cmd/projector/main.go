@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -32,6 +31,7 @@ import (
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
+	"github.com/jetsource/jetsource/internal/startup"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
@@ -135,12 +135,17 @@ func run(ctx context.Context, args []string, cfg Config, log *slog.Logger) error
 
 	// Liveness is served from here on; wait for NATS, the streams and
 	// Postgres, which may start after the projector.
-	if err := untilReady(ctx, log, "event streams", func(ctx context.Context) error {
+	// A partition mismatch or an unusable schema name is fatal: waiting
+	// cannot fix it.
+	fatal := func(err error) bool {
+		return errors.Is(err, es.ErrPartitionMismatch) || errors.Is(err, migrations.ErrSchemaName)
+	}
+	if err := startup.Wait(ctx, log, "event streams", fatal, func(ctx context.Context) error {
 		return es.RequireStreams(ctx, js, cfg.Partitions)
 	}); err != nil {
 		return err
 	}
-	if err := untilReady(ctx, log, "schema migrations", func(ctx context.Context) error {
+	if err := startup.Wait(ctx, log, "schema migrations", fatal, func(ctx context.Context) error {
 		applied, err := migrations.Apply(ctx, pool, cfg.Schema)
 		if err == nil && len(applied) > 0 {
 			log.Info("schema migrated", "schema", cfg.Schema, "versions", applied)
@@ -188,26 +193,6 @@ func newPool(ctx context.Context, cfg Config, projection string) (*pgxpool.Pool,
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
 	return pool, nil
-}
-
-// untilReady retries step while what it needs is unreachable, as in a pod
-// that starts before NATS or Postgres. A partition-count mismatch is fatal:
-// waiting cannot fix it.
-func untilReady(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := step(attempt)
-		cancel()
-		if err == nil || errors.Is(err, es.ErrPartitionMismatch) || errors.Is(err, migrations.ErrSchemaName) {
-			return err
-		}
-		log.Warn(what+" not ready; retrying", "error", err, "retry_in", wait.String())
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, err)
-		case <-time.After(wait):
-		}
-	}
 }
 
 // readiness is what /readyz asks: connected to NATS and Postgres, the
