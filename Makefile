@@ -23,8 +23,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-# Aggregator and event store figures, then projection throughput, rebuild
-# rate and the raw pgx baseline over 1,000,000 events.
+# The command path's production matrix (R1 and R3, default fsync interval and
+# fsync before every ack; see test/bench/main.go for the JETSOURCE_BENCH_*
+# settings), the naive PostgreSQL event table and the cold load, then
+# projection throughput, rebuild rate and the raw pgx baseline over
+# 1,000,000 events.
 bench:
 	$(GO) run ./test/bench
 	JETSOURCE_BENCH_EVENTS=$${JETSOURCE_BENCH_EVENTS:-1000000} \

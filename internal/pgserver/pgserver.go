@@ -38,6 +38,10 @@ type Config struct {
 	// Log receives the output of initdb and pg_ctl; nil discards it. The
 	// server itself logs to server.log in the data directory.
 	Log io.Writer
+	// Durable keeps PostgreSQL's durability settings (fsync, synchronous
+	// commit, full page writes), which are off by default: a benchmark
+	// comparing stores at equal durability needs them on.
+	Durable bool
 }
 
 // Server is a running PostgreSQL cluster whose superuser postgres may connect
@@ -49,14 +53,15 @@ type Server struct {
 	port    int
 	osUser  string // runs initdb and pg_ctl via runuser; empty: this process's user
 	log     io.Writer
+	durable bool
 
 	stopOnce sync.Once
 	stopErr  error
 }
 
 // Start initializes the cluster in cfg.Dir unless it already holds one, and
-// starts the server with durability turned off, which is fine for data that
-// can be thrown away and makes tests fast.
+// starts the server, unless cfg.Durable, with durability turned off, which is
+// fine for data that can be thrown away and makes tests fast.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	bin, err := Find()
 	if errors.Is(err, ErrNotInstalled) && cfg.Install {
@@ -67,7 +72,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
-	s := &Server{bin: bin, port: cfg.Port, log: cfg.Log}
+	s := &Server{bin: bin, port: cfg.Port, log: cfg.Log, durable: cfg.Durable}
 	// Postgres refuses to run as root.
 	if os.Geteuid() == 0 {
 		s.osUser = "postgres"
@@ -155,8 +160,10 @@ func (s *Server) start(ctx context.Context) error {
 		// pg_ctl hands -o to /bin/sh, hence the quoting. The socket goes
 		// into the data dir because postgres can write there, unlike
 		// /var/run/postgresql on a machine where the package never ran.
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-			s.port, shellQuote(s.dir))
+		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", s.port, shellQuote(s.dir))
+		if !s.durable {
+			opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+		}
 		var logged int64
 		if fi, err := os.Stat(logFile); err == nil {
 			logged = fi.Size()
