@@ -109,11 +109,20 @@ func (c *coordinator) loop(ctx context.Context) error {
 	defer c.shutdown()
 
 	// Know the current members before claiming anything.
-	for e := range w.Updates() {
-		if e == nil {
-			break
+	for listed := false; !listed; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return errors.New("aggregator member watch closed")
+			case e == nil:
+				listed = true
+			default:
+				c.seen(e)
+			}
 		}
-		c.seen(e)
 	}
 	c.heartbeat(ctx)
 	c.rebalance(ctx)
@@ -171,12 +180,14 @@ func (c *coordinator) heartbeat(ctx context.Context) bool {
 }
 
 // assignment is the partitions this replica should run given the live
-// members.
+// members. The replica counts itself live although its own heartbeat may
+// not have succeeded yet (a NATS too slow to answer in a tick): it is
+// running, and it runs a partition only once it holds the lease anyway.
 func (c *coordinator) assignment() map[int]bool {
+	live := []string{c.self}
 	c.mu.Lock()
-	var live []string
 	for id, at := range c.members {
-		if time.Since(at) < c.ttl || id == c.self {
+		if id != c.self && time.Since(at) < c.ttl {
 			live = append(live, id)
 		}
 	}
