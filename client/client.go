@@ -1,9 +1,11 @@
 // Package client is the Go client of JetSource for other services: it sends
-// typed commands on the contract subjects, waits for their results, and
-// reads an order's events.
+// commands on the contract subjects, waits for their results, and reads an
+// order's events. Its messages are the types of package contract, which the
+// services use too; it links no service code.
 //
-// Command, event and result types are aliases of the service's own, so the
-// JSON a client writes is exactly what the aggregator reads.
+// The client checks what must never reach a subject (the command and order
+// ids); the aggregator checks everything else and answers a bad command
+// with a rejected result.
 package client
 
 import (
@@ -15,66 +17,22 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-
-	"github.com/jetsource/jetsource/internal/aggregator"
-	"github.com/jetsource/jetsource/internal/es"
-	"github.com/jetsource/jetsource/internal/order"
-	"github.com/jetsource/jetsource/internal/tracing"
 )
 
-// Commands. Their JSON is the "data" of a command envelope.
-type (
-	Command      = order.Command
-	CreateOrder  = order.CreateOrder
-	AddItem      = order.AddItem
-	RemoveItem   = order.RemoveItem
-	SubmitOrder  = order.SubmitOrder
-	PayOrder     = order.PayOrder
-	ShipOrder    = order.ShipOrder
-	DeliverOrder = order.DeliverOrder
-	CancelOrder  = order.CancelOrder
-)
-
-// Events: Event is the stored envelope; the data types are what DecodeEvent
-// returns.
-type (
-	Event          = es.Event
-	OrderCreated   = order.OrderCreated
-	ItemAdded      = order.ItemAdded
-	ItemRemoved    = order.ItemRemoved
-	OrderSubmitted = order.OrderSubmitted
-	OrderPaid      = order.OrderPaid
-	OrderShipped   = order.OrderShipped
-	OrderDelivered = order.OrderDelivered
-	OrderCanceled  = order.OrderCanceled
-)
-
-// Results and the order state.
-type (
-	Result      = es.Result
-	ResultError = es.ResultError
-	State       = order.State
-)
-
-// Metadata travels from a command to its events.
-type Metadata = aggregator.CommandMetadata
-
-var (
-	// ErrRejected is wrapped by errors for rejected commands; errors.As to
-	// a *RejectedError gives the code.
-	ErrRejected = errors.New("command rejected")
-	// ErrInvalidCommand is wrapped by errors for commands and ids the
-	// client refuses to send: ids become subject tokens, so an invalid one
-	// must never reach a subject.
-	ErrInvalidCommand = order.ErrInvalidCommand
-)
+// ErrRejected is wrapped by errors for rejected commands; errors.As to a
+// *RejectedError gives the code. Errors for ids the client refuses to use
+// wrap contract.ErrInvalidID instead.
+var ErrRejected = errors.New("command rejected")
 
 // RejectedError is a rejected command's result as an error.
-type RejectedError struct{ Result Result }
+type RejectedError struct{ Result contract.Result }
 
 func (e *RejectedError) Error() string {
 	return fmt.Sprintf("command %s rejected: %s: %s", e.Result.CommandID, e.Result.Error.Code, e.Result.Error.Message)
@@ -84,7 +42,7 @@ func (e *RejectedError) Error() string {
 func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 
 // Code is the wire error code of the rejection.
-func (e *RejectedError) Code() string { return e.Result.Error.Code }
+func (e *RejectedError) Code() contract.Code { return e.Result.Error.Code }
 
 // Client sends commands and reads results and events.
 type Client struct {
@@ -98,7 +56,8 @@ type Client struct {
 type Option func(*Client)
 
 // WithPartitions sets the partition count the streams were created with
-// (16 unless configured otherwise); reading events needs it.
+// (contract.DefaultPartitions unless configured otherwise); reading events
+// needs it.
 func WithPartitions(n int) Option { return func(c *Client) { c.partitions = n } }
 
 // WithTracer makes Send start a span per command and pass its context on in
@@ -113,7 +72,7 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	c := &Client{nc: nc, js: js, partitions: 16, tracer: noop.NewTracerProvider().Tracer("")}
+	c := &Client{nc: nc, js: js, partitions: contract.DefaultPartitions, tracer: noop.NewTracerProvider().Tracer("")}
 	for _, o := range opts {
 		o(c)
 	}
@@ -124,12 +83,12 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 type Envelope struct {
 	ID       string
 	OrderID  string
-	Command  Command
-	Metadata Metadata
+	Command  contract.Command
+	Metadata contract.CommandMetadata
 }
 
 // NewEnvelope wraps cmd for orderID with a new random command id.
-func NewEnvelope(orderID string, cmd Command) Envelope {
+func NewEnvelope(orderID string, cmd contract.Command) Envelope {
 	return Envelope{ID: NewCommandID(), OrderID: orderID, Command: cmd}
 }
 
@@ -143,25 +102,22 @@ func NewCommandID() string {
 // Message is the command as a NATS message on its contract subject, with
 // Nats-Msg-Id set so JetStream drops a re-send within its duplicate window.
 func (e Envelope) Message() (*nats.Msg, error) {
-	if err := errors.Join(order.ValidateID("id", e.ID), order.ValidateID("orderId", e.OrderID)); err != nil {
+	if err := errors.Join(contract.ValidateID("id", e.ID), contract.ValidateID("orderId", e.OrderID)); err != nil {
 		return nil, err
 	}
 	if e.Command == nil {
-		return nil, fmt.Errorf("%w: no command", ErrInvalidCommand)
-	}
-	if err := order.ValidateCommand(e.Command); err != nil {
-		return nil, fmt.Errorf("%s data: %w", e.Command.CommandType(), err)
+		return nil, fmt.Errorf("envelope %s has no command", e.ID)
 	}
 	data, err := json.Marshal(e.Command)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", e.Command.CommandType(), err)
 	}
-	body, err := json.Marshal(aggregator.Envelope{ID: e.ID, Type: e.Command.CommandType(), OrderID: e.OrderID, Data: data, Metadata: e.Metadata})
+	body, err := json.Marshal(contract.CommandEnvelope{ID: e.ID, Type: e.Command.CommandType(), OrderID: e.OrderID, Data: data, Metadata: e.Metadata})
 	if err != nil {
 		return nil, fmt.Errorf("encode envelope: %w", err)
 	}
-	m := nats.NewMsg(es.CommandSubject(e.OrderID, e.Command.CommandType()))
-	m.Header.Set(jetstream.MsgIDHeader, e.ID)
+	m := nats.NewMsg(contract.CommandSubject(e.OrderID, e.Command.CommandType()))
+	m.Header.Set(contract.HeaderMsgID, e.ID)
 	m.Data = body
 	return m, nil
 }
@@ -177,7 +133,7 @@ func (c *Client) Publish(ctx context.Context, e Envelope) error {
 }
 
 func (c *Client) publish(ctx context.Context, e Envelope, m *nats.Msg) error {
-	tracing.Inject(ctx, m.Header)
+	propagation.TraceContext{}.Inject(ctx, headerCarrier(m.Header))
 	if _, err := c.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish %s %s: %w", e.Command.CommandType(), e.ID, err)
 	}
@@ -187,40 +143,40 @@ func (c *Client) publish(ctx context.Context, e Envelope, m *nats.Msg) error {
 // Send publishes the command and waits for its result. A rejection comes
 // back as the Result and a *RejectedError. If ctx ends first, sending the
 // same envelope again returns the command's one outcome.
-func (c *Client) Send(ctx context.Context, e Envelope) (Result, error) {
+func (c *Client) Send(ctx context.Context, e Envelope) (contract.Result, error) {
 	m, err := e.Message()
 	if err != nil {
-		return Result{}, err
+		return contract.Result{}, err
 	}
 	ctx, span := c.tracer.Start(ctx, "send "+e.Command.CommandType(), trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
 	// Subscribe first, so a quick result is not missed.
-	sub, err := c.nc.SubscribeSync(es.ResultSubject(e.ID))
+	sub, err := c.nc.SubscribeSync(contract.ResultSubject(e.ID))
 	if err != nil {
-		return Result{}, fmt.Errorf("subscribe to the result of %s: %w", e.ID, err)
+		return contract.Result{}, fmt.Errorf("subscribe to the result of %s: %w", e.ID, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := c.publish(ctx, e, m); err != nil {
-		return Result{}, err
+		return contract.Result{}, err
 	}
 	r, err := c.await(ctx, e.ID, sub)
 	if err != nil {
-		return Result{}, err
+		return contract.Result{}, err
 	}
-	if r.Status == es.StatusRejected {
+	if r.Status == contract.StatusRejected {
 		return r, &RejectedError{Result: r}
 	}
 	return r, nil
 }
 
 // Await waits for the result of a command published earlier.
-func (c *Client) Await(ctx context.Context, commandID string) (Result, error) {
-	if err := order.ValidateID("commandId", commandID); err != nil {
-		return Result{}, err
+func (c *Client) Await(ctx context.Context, commandID string) (contract.Result, error) {
+	if err := contract.ValidateID("commandId", commandID); err != nil {
+		return contract.Result{}, err
 	}
-	sub, err := c.nc.SubscribeSync(es.ResultSubject(commandID))
+	sub, err := c.nc.SubscribeSync(contract.ResultSubject(commandID))
 	if err != nil {
-		return Result{}, fmt.Errorf("subscribe to the result of %s: %w", commandID, err)
+		return contract.Result{}, fmt.Errorf("subscribe to the result of %s: %w", commandID, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	return c.await(ctx, commandID, sub)
@@ -228,7 +184,7 @@ func (c *Client) Await(ctx context.Context, commandID string) (Result, error) {
 
 // await takes the result from the subscription, or from the results stream
 // when it was stored before the subscription began (a re-sent command).
-func (c *Client) await(ctx context.Context, commandID string, sub *nats.Subscription) (Result, error) {
+func (c *Client) await(ctx context.Context, commandID string, sub *nats.Subscription) (contract.Result, error) {
 	for {
 		if r, ok, err := c.stored(ctx, commandID); err != nil || ok {
 			return r, err
@@ -237,45 +193,94 @@ func (c *Client) await(ctx context.Context, commandID string, sub *nats.Subscrip
 		m, err := sub.NextMsgWithContext(wait)
 		cancel()
 		if err == nil {
-			var r Result
+			var r contract.Result
 			if err := json.Unmarshal(m.Data, &r); err != nil {
-				return Result{}, fmt.Errorf("decode result of %s: %w", commandID, err)
+				return contract.Result{}, fmt.Errorf("decode result of %s: %w", commandID, err)
 			}
 			return r, nil
 		}
 		if ctx.Err() != nil {
-			return Result{}, fmt.Errorf("wait for the result of %s: %w", commandID, ctx.Err())
+			return contract.Result{}, fmt.Errorf("wait for the result of %s: %w", commandID, ctx.Err())
 		}
 	}
 }
 
-func (c *Client) stored(ctx context.Context, commandID string) (Result, bool, error) {
-	return es.NewStore(c.js, c.partitions, nil).LookupResult(ctx, commandID)
+// stored looks the result up in ORDERS_RESULTS with a direct get.
+func (c *Client) stored(ctx context.Context, commandID string) (contract.Result, bool, error) {
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, c.js, contract.ResultsStream, []string{contract.ResultSubject(commandID)})
+	if err != nil {
+		return contract.Result{}, false, fmt.Errorf("look up the result of %s: %w", commandID, err)
+	}
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return contract.Result{}, false, fmt.Errorf("look up the result of %s: %w", commandID, err)
+		}
+		var r contract.Result
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			return contract.Result{}, false, fmt.Errorf("decode result of %s: %w", commandID, err)
+		}
+		return r, true, nil
+	}
+	return contract.Result{}, false, nil
 }
 
-// Events returns an order's events, oldest first.
-func (c *Client) Events(ctx context.Context, orderID string) ([]Event, error) {
-	if err := order.ValidateID("orderId", orderID); err != nil {
+// Events returns an order's events, oldest first. They are read with
+// direct gets, which on a replicated stream any replica answers: right
+// after a command, a lagging one can miss its events.
+func (c *Client) Events(ctx context.Context, orderID string) ([]contract.Event, error) {
+	if err := contract.ValidateID("orderId", orderID); err != nil {
 		return nil, err
 	}
-	return es.NewStore(c.js, c.partitions, nil).Read(ctx, orderID, 0)
+	subject := contract.EventSubject(orderID, c.partitions)
+	var events []contract.Event
+	for next := uint64(1); ; {
+		msgs, err := jetstreamext.GetBatch(ctx, c.js, contract.EventsStream, readBatch,
+			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(subject))
+		if err != nil {
+			return nil, fmt.Errorf("read events of %s: %w", orderID, err)
+		}
+		pending := ""
+		for m, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				return events, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read events of %s: %w", orderID, err)
+			}
+			e, err := contract.DecodeEvent(m.Subject, m.Sequence, m.Data)
+			if err != nil {
+				return nil, err
+			}
+			events = append(events, e)
+			next, pending = m.Sequence+1, m.Header.Get("Nats-Num-Pending")
+		}
+		if pending == "0" || pending == "" {
+			return events, nil
+		}
+	}
 }
 
-// DecodeEvent returns the typed data of an event: one of the event types
-// above.
-func DecodeEvent(e Event) (any, error) { return order.ParseEvent(e.Type, e.Data) }
+// readBatch is how many events one direct batch get asks for.
+const readBatch = 1000
 
-// StateAsOf folds an order's events up to a version (if version > 0) and a
-// time (if not zero): the order as it was then. Version 0 and a zero time
-// give the current state.
-func (c *Client) StateAsOf(ctx context.Context, orderID string, version int64, at time.Time) (State, error) {
-	if err := order.ValidateID("orderId", orderID); err != nil {
-		return State{}, err
+// DecodeEvent returns the typed data of an event.
+func DecodeEvent(e contract.Event) (contract.EventData, error) {
+	return contract.ParseEventData(e.Type, e.Data)
+}
+
+// headerCarrier lets OpenTelemetry write trace context into NATS headers,
+// whose keys, unlike HTTP's, are case-sensitive.
+type headerCarrier nats.Header
+
+func (c headerCarrier) Get(key string) string { return nats.Header(c).Get(key) }
+func (c headerCarrier) Set(key, value string) { nats.Header(c).Set(key, value) }
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
 	}
-	repo := aggregator.NewRepository(es.NewStore(c.js, c.partitions, nil), es.RepositoryConfig{})
-	l, err := repo.LoadAsOf(ctx, orderID, es.AsOf{Version: version, Time: at})
-	if err != nil {
-		return State{}, fmt.Errorf("load order %s: %w", orderID, err)
-	}
-	return l.State.Order, nil
+	return keys
 }

@@ -10,7 +10,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
 )
 
@@ -71,8 +71,8 @@ func TestAsyncAPIMatchesTheCode(t *testing.T) {
 			t.Fatalf("%s is not an event type the domain decodes: %v", e, err)
 		}
 	}
-	codes := []string{es.CodeInvalidCommand, es.CodeUnknownCommand, es.CodeNotFound, es.CodeAlreadyExists,
-		es.CodeInvalidState, es.CodeConflict, es.CodeInternal}
+	codes := []string{string(contract.CodeInvalidCommand), string(contract.CodeUnknownCommand), string(contract.CodeNotFound), string(contract.CodeAlreadyExists),
+		string(contract.CodeInvalidState), string(contract.CodeConflict), string(contract.CodeInternal)}
 	for _, c := range []struct {
 		where     string
 		got, want []string
@@ -80,7 +80,7 @@ func TestAsyncAPIMatchesTheCode(t *testing.T) {
 		{"channels.commands.parameters.commandType", doc.Channels.Commands.Parameters.CommandType.Enum, order.CommandTypes()},
 		{"components.schemas.commandEnvelope.type", doc.Components.Schemas.CommandEnvelope.Properties.Type.Enum, order.CommandTypes()},
 		{"components.schemas.eventType", doc.Components.Schemas.EventType.Enum, events},
-		{"components.schemas.result.status", doc.Components.Schemas.Result.Properties.Status.Enum, []string{es.StatusAccepted, es.StatusRejected}},
+		{"components.schemas.result.status", doc.Components.Schemas.Result.Properties.Status.Enum, []string{string(contract.StatusAccepted), string(contract.StatusRejected)}},
 		{"components.schemas.result.error.code", doc.Components.Schemas.Result.Properties.Error.Properties.Code.Enum, codes},
 	} {
 		got, want := slices.Sorted(slices.Values(c.got)), slices.Sorted(slices.Values(c.want))

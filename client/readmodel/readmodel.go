@@ -14,8 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jetsource/jetsource/client"
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 )
 
 // Querier runs one query: a *pgxpool.Pool, a *pgx.Conn, or a pgx.Tx at
@@ -42,11 +41,11 @@ const (
 // unless configured otherwise). A cursor also moves past an event that was
 // dead-lettered: the command's effect is then missing from the read model
 // until an operator retries it (orderctl dlq).
-func WaitForProjection(ctx context.Context, db Querier, schema, projection string, partitions int, r client.Result) error {
+func WaitForProjection(ctx context.Context, db Querier, schema, projection string, partitions int, r contract.Result) error {
 	switch {
-	case r.Status == es.StatusRejected:
+	case r.Status == contract.StatusRejected:
 		return nil
-	case r.Status != es.StatusAccepted:
+	case r.Status != contract.StatusAccepted:
 		return fmt.Errorf("wait for %s: result of command %q has status %q", projection, r.CommandID, r.Status)
 	case r.StreamSequence == 0 || r.OrderID == "":
 		// The aggregator never sends this: an accepted command always
@@ -55,7 +54,7 @@ func WaitForProjection(ctx context.Context, db Querier, schema, projection strin
 	case partitions < 1:
 		return fmt.Errorf("wait for %s: partition count %d must be at least 1", projection, partitions)
 	}
-	partition := es.Partition(r.OrderID, partitions)
+	partition := contract.Partition(r.OrderID, partitions)
 	query := `SELECT last_sequence FROM ` + pgx.Identifier{schema, "projection_checkpoints"}.Sanitize() +
 		` WHERE projection = $1 AND partition = $2`
 	for wait := firstPoll; ; wait = min(2*wait, maxPoll) {

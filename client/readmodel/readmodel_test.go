@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/client/readmodel"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/pgtest"
@@ -67,7 +68,7 @@ func TestWaitForProjectionReadsYourWrites(t *testing.T) {
 
 	for i := range 20 {
 		id := fmt.Sprintf("ord-ryw-%d", i)
-		r, err := c.Send(ctx, client.NewEnvelope(id, client.CreateOrder{CustomerID: "c", Currency: "EUR"}))
+		r, err := c.Send(ctx, client.NewEnvelope(id, contract.CreateOrder{CustomerID: "c", Currency: "EUR"}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,11 +81,11 @@ func TestWaitForProjectionReadsYourWrites(t *testing.T) {
 		}
 	}
 
-	accepted, err := c.Send(ctx, client.NewEnvelope("ord-ryw-0", client.CancelOrder{Reason: "test"}))
+	accepted, err := c.Send(ctx, client.NewEnvelope("ord-ryw-0", contract.CancelOrder{Reason: "test"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rejected, err := c.Send(ctx, client.NewEnvelope("ord-ryw-0", client.SubmitOrder{}))
+	rejected, err := c.Send(ctx, client.NewEnvelope("ord-ryw-0", contract.SubmitOrder{}))
 	if !errors.Is(err, client.ErrRejected) {
 		t.Fatalf("submit of a canceled order: %v", err)
 	}
@@ -99,7 +100,7 @@ func TestWaitForProjectionReadsYourWrites(t *testing.T) {
 		t.Fatalf("projection without a runner: %v; want the deadline", err)
 	}
 
-	for name, r := range map[string]client.Result{
+	for name, r := range map[string]contract.Result{
 		"accepted without a sequence": {CommandID: "c", OrderID: "o", Status: "accepted"},
 		"no status":                   {CommandID: "c"},
 	} {

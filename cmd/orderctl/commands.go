@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/jetsource/jetsource/client"
+	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
 )
 
@@ -31,7 +34,12 @@ func cmdSend(ctx context.Context, s *session, args []string) error {
 	if fs.NArg() == 3 {
 		data = []byte(fs.Arg(2))
 	}
-	cmd, err := order.ParseCommand(fs.Arg(1), data)
+	// The domain's checks make a bad command a usage error here rather
+	// than a rejection; what is sent is the contract's form of it.
+	if _, err := order.ParseCommand(fs.Arg(1), data); err != nil {
+		return usagef("%v", err)
+	}
+	cmd, err := contract.ParseCommand(fs.Arg(1), data)
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -43,7 +51,7 @@ func cmdSend(ctx context.Context, s *session, args []string) error {
 	if *id != "" {
 		env.ID = *id
 	}
-	env.Metadata = client.Metadata{UserID: *user, CorrelationID: *correlation}
+	env.Metadata = contract.CommandMetadata{UserID: *user, CorrelationID: *correlation}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	r, sendErr := c.Send(ctx, env)
@@ -120,14 +128,19 @@ func cmdState(ctx context.Context, s *session, args []string) error {
 		}
 		t = parsed
 	}
-	c, err := s.Client()
+	if err := contract.ValidateID("orderId", fs.Arg(0)); err != nil {
+		return err
+	}
+	js, err := s.JetStream()
 	if err != nil {
 		return err
 	}
-	state, err := c.StateAsOf(ctx, fs.Arg(0), v, t)
+	repo := aggregator.NewRepository(es.NewStore(js, s.cfg.Partitions, nil), es.RepositoryConfig{})
+	l, err := repo.LoadAsOf(ctx, fs.Arg(0), es.AsOf{Version: v, Time: t})
 	if err != nil {
-		return err
+		return fmt.Errorf("load order %s: %w", fs.Arg(0), err)
 	}
+	state := l.State.Order
 	if !state.Exists() {
 		return fmt.Errorf("order %s did not exist then", fs.Arg(0))
 	}

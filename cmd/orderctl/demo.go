@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
 	"github.com/jetsource/jetsource/internal/workload"
@@ -44,8 +44,8 @@ func (st *stack) runDemo(ctx context.Context, n int) error {
 	if err != nil {
 		return fmt.Errorf("demo: jetstream: %w", err)
 	}
-	t := &demoTracker{prefix: run + "-", partitions: st.cfg.Partitions, results: map[string]es.Result{}}
-	sub, err := nc.Subscribe(es.ResultSubject("*"), t.onResult)
+	t := &demoTracker{prefix: run + "-", partitions: st.cfg.Partitions, results: map[string]contract.Result{}}
+	sub, err := nc.Subscribe(contract.ResultSubject("*"), t.onResult)
 	if err != nil {
 		return fmt.Errorf("demo: subscribe to results: %w", err)
 	}
@@ -113,7 +113,7 @@ type demoTracker struct {
 	published  atomic.Int64
 
 	mu      sync.Mutex
-	results map[string]es.Result // by command id; a result can come twice
+	results map[string]contract.Result // by command id; a result can come twice
 	events  int
 	lastAt  time.Time
 }
@@ -158,7 +158,7 @@ func sendFirst(errs chan<- error, err error) {
 }
 
 func (t *demoTracker) onResult(m *nats.Msg) {
-	var r es.Result
+	var r contract.Result
 	if json.Unmarshal(m.Data, &r) != nil || !strings.HasPrefix(r.CommandID, t.prefix) {
 		return
 	}
@@ -189,7 +189,7 @@ func (t *demoTracker) unexpected(cmds []workload.Command) []string {
 		switch {
 		case c.WantAccepted && r.Error != nil:
 			out = append(out, fmt.Sprintf("%s %s of %s: rejected, %s: %s", c.Type, c.ID, c.OrderID, r.Error.Code, r.Error.Message))
-		case !c.WantAccepted && r.Status == es.StatusAccepted:
+		case !c.WantAccepted && r.Status == contract.StatusAccepted:
 			out = append(out, fmt.Sprintf("%s %s of %s: accepted", c.Type, c.ID, c.OrderID))
 		}
 	}
@@ -223,7 +223,7 @@ func (t *demoTracker) progress(ctx context.Context, admin *projections.Admin) (d
 	for _, cps := range cursors {
 		n := 0
 		for _, r := range t.results {
-			if r.Status == es.StatusAccepted && cps[es.Partition(r.OrderID, t.partitions)].LastSequence >= r.StreamSequence {
+			if r.Status == contract.StatusAccepted && cps[contract.Partition(r.OrderID, t.partitions)].LastSequence >= r.StreamSequence {
 				n += len(r.EventIDs)
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsserver"
@@ -381,7 +382,7 @@ func (st *stack) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	events, err := st.js.Stream(ctx, es.EventsStream)
+	events, err := st.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		return err
 	}
@@ -455,7 +456,7 @@ func (st *stack) checkCursors(ctx context.Context) error {
 		pgx.Identifier{st.cfg.Schema, "projection_checkpoints"}.Sanitize()).Scan(&cursor); err != nil {
 		return fmt.Errorf("read the projections' cursors: %w", err)
 	}
-	events, err := st.js.Stream(ctx, es.EventsStream)
+	events, err := st.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jetsource/jetsource/client"
 	clientreadmodel "github.com/jetsource/jetsource/client/readmodel"
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
 )
@@ -387,7 +387,7 @@ func cmdWait(ctx context.Context, s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	if r.Status == es.StatusRejected {
+	if r.Status == contract.StatusRejected {
 		fmt.Fprintf(s.stdout, "command %s was rejected (%s: %s); nothing to wait for\n", r.CommandID, r.Error.Code, r.Error.Message)
 		return &client.RejectedError{Result: r}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -97,7 +98,7 @@ func (e *opsEnv) appendRaw(t *testing.T, orderID string, events ...order.Event) 
 	if version == 0 {
 		next = 2 // an order that was never created
 	}
-	envs := make([]es.Event, len(events))
+	envs := make([]contract.Event, len(events))
 	for i, data := range events {
 		body, _ := json.Marshal(data)
 		v := next
@@ -106,8 +107,8 @@ func (e *opsEnv) appendRaw(t *testing.T, orderID string, events ...order.Event) 
 		} else {
 			next++
 		}
-		envs[i] = es.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: orderID, Type: data.EventType(),
-			SchemaVersion: order.SchemaVersion, Version: v, Data: body, Metadata: es.Metadata{Timestamp: es.Time{Time: time.Now()}}}
+		envs[i] = contract.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: orderID, Type: data.EventType(),
+			SchemaVersion: order.SchemaVersion, Version: v, Data: body, Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Now()}}}
 	}
 	if _, err := e.store.Append(ctx, orderID, last, envs); err != nil {
 		t.Fatal(err)
@@ -141,7 +142,7 @@ func TestReadYourWritesAndLag(t *testing.T) {
 	mustRun(t, 2, "wait", "--projection", "order_facts", "c-1")
 	mustRun(t, 0, "wait", "--projection", "order_summary", "c-3")
 
-	partition := strconv.Itoa(es.Partition("ord-1", natstest.Partitions))
+	partition := strconv.Itoa(contract.Partition("ord-1", natstest.Partitions))
 	out, _ = mustRun(t, 0, "lag", "--projection", "order_summary")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1+natstest.Partitions+1 {
 		t.Fatalf("lag: want a header, 16 partitions and a total:\n%s", out)

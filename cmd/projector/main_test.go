@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -97,10 +98,10 @@ func TestRunProjectsAndDrains(t *testing.T) {
 	for i := range 20 {
 		id := fmt.Sprintf("ord-%d", i)
 		data, _ := json.Marshal(order.OrderCreated{CustomerID: "c", Currency: "USD"})
-		ev := es.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: order.TypeOrderCreated,
+		ev := contract.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: order.TypeOrderCreated,
 			SchemaVersion: order.SchemaVersion, Version: 1, Data: data,
-			Metadata: es.Metadata{CausationID: "cmd-" + id, Timestamp: es.Time{Time: time.Now()}}}
-		if _, err := store.Append(ctx, id, 0, []es.Event{ev}); err != nil {
+			Metadata: contract.EventMetadata{CausationID: "cmd-" + id, Timestamp: contract.Time{Time: time.Now()}}}
+		if _, err := store.Append(ctx, id, 0, []contract.Event{ev}); err != nil {
 			t.Fatal(err)
 		}
 	}

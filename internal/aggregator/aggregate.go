@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
 )
@@ -39,7 +40,7 @@ func NewRepository(store *es.Store, cfg es.RepositoryConfig) *es.Repository[Aggr
 func fold() es.Fold[Aggregate] {
 	return es.Fold[Aggregate]{
 		Zero: func(id string) Aggregate { return Aggregate{Order: order.New(id)} },
-		Apply: func(a Aggregate, e es.Event) (Aggregate, error) {
+		Apply: func(a Aggregate, e contract.Event) (Aggregate, error) {
 			ev, err := decodeOrderEvent(e)
 			if err != nil {
 				return a, err
@@ -57,7 +58,7 @@ func fold() es.Fold[Aggregate] {
 }
 
 // decodeOrderEvent reads an envelope the store has already upcast.
-func decodeOrderEvent(e es.Event) (order.Event, error) {
+func decodeOrderEvent(e contract.Event) (order.Event, error) {
 	if e.SchemaVersion != order.SchemaVersion {
 		return nil, fmt.Errorf("event %s has schema version %d; this build reads %d (register an upcaster)", e.ID, e.SchemaVersion, order.SchemaVersion)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
@@ -30,7 +31,7 @@ func TestOrderLifecycleOnTheWire(t *testing.T) {
 		{Type: "ShipOrder", Data: map[string]any{"trackingNumber": "1Z999", "carrier": "UPS"}},
 		{Type: "DeliverOrder"},
 	}
-	var results []es.Result
+	var results []contract.Result
 	for i, c := range steps {
 		c.ID, c.OrderID, c.Metadata = newID("cmd"), id, meta
 		r := accepted(t, h.send(c))
@@ -59,7 +60,7 @@ func TestOrderLifecycleOnTheWire(t *testing.T) {
 	}
 
 	// Headers let subscribers route without decoding bodies.
-	stream, err := h.js.Stream(context.Background(), es.EventsStream)
+	stream, err := h.js.Stream(context.Background(), contract.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestOrderLifecycleOnTheWire(t *testing.T) {
 	if m.Header.Get(jetstream.MsgIDHeader) != events[1].ID || m.Header.Get("Event-Type") != "ItemAdded" || m.Header.Get("Aggregate-Version") != "2" {
 		t.Fatalf("event headers: %v", m.Header)
 	}
-	if m.Subject != es.EventSubject(id, 16) {
+	if m.Subject != contract.EventSubject(id, 16) {
 		t.Fatalf("event stored on %s", m.Subject)
 	}
 	if n := h.pendingCommands(); n != 0 {
@@ -113,118 +114,118 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		subject string
 		body    func(id string) []byte
 		noID    bool
-		code    string
+		code    contract.Code
 		mention string
 	}{
-		{name: "malformed JSON", body: func(id string) []byte { return []byte(`{"id":"` + id + `","type":"AddItem",`) }, code: es.CodeInvalidCommand, mention: "envelope"},
-		{name: "JSON array", body: func(string) []byte { return []byte(`[1,2,3]`) }, code: es.CodeInvalidCommand},
-		{name: "empty body", body: func(string) []byte { return nil }, code: es.CodeInvalidCommand},
+		{name: "malformed JSON", body: func(id string) []byte { return []byte(`{"id":"` + id + `","type":"AddItem",`) }, code: contract.CodeInvalidCommand, mention: "envelope"},
+		{name: "JSON array", body: func(string) []byte { return []byte(`[1,2,3]`) }, code: contract.CodeInvalidCommand},
+		{name: "empty body", body: func(string) []byte { return nil }, code: contract.CodeInvalidCommand},
 		{name: "invalid UTF-8", body: func(id string) []byte {
 			return append([]byte(`{"id":"`+id+`","type":"AddItem","orderId":"`+existing+`","data":{"productId":"`), 0xff, 0xfe, '"', '}', '}')
-		}, code: es.CodeInvalidCommand, mention: "UTF-8"},
+		}, code: contract.CodeInvalidCommand, mention: "UTF-8"},
 		{name: "oversize body", body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
 				m["metadata"] = map[string]any{"userId": strings.Repeat("x", 70_000)}
 			})
-		}, code: es.CodeInvalidCommand, mention: "limit is 65536"},
-		{name: "unknown command", subject: es.CommandSubject(existing, "Refund"), body: func(id string) []byte {
+		}, code: contract.CodeInvalidCommand, mention: "limit is 65536"},
+		{name: "unknown command", subject: contract.CommandSubject(existing, "Refund"), body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["type"] = "Refund" })
-		}, code: es.CodeUnknownCommand, mention: "Refund"},
-		{name: "subject type differs from body", subject: es.CommandSubject(existing, "RemoveItem"), body: func(id string) []byte {
+		}, code: contract.CodeUnknownCommand, mention: "Refund"},
+		{name: "subject type differs from body", subject: contract.CommandSubject(existing, "RemoveItem"), body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id })
-		}, code: es.CodeInvalidCommand, mention: "does not match"},
-		{name: "subject order differs from body", subject: es.CommandSubject("someone-else", "AddItem"), body: func(id string) []byte {
+		}, code: contract.CodeInvalidCommand, mention: "does not match"},
+		{name: "subject order differs from body", subject: contract.CommandSubject("someone-else", "AddItem"), body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id })
-		}, code: es.CodeInvalidCommand, mention: "does not match"},
+		}, code: contract.CodeInvalidCommand, mention: "does not match"},
 		{name: "order id with a space", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = "ord 1" })
-		}, code: es.CodeInvalidCommand, mention: "orderId"},
-		{name: "order id with a wildcard", subject: es.CommandSubject("ord-x", "AddItem"), body: func(id string) []byte {
+		}, code: contract.CodeInvalidCommand, mention: "orderId"},
+		{name: "order id with a wildcard", subject: contract.CommandSubject("ord-x", "AddItem"), body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = "ord-*" })
-		}, code: es.CodeInvalidCommand, mention: "orderId"},
+		}, code: contract.CodeInvalidCommand, mention: "orderId"},
 		{name: "product id with a dot", body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
 				m["data"] = map[string]any{"productId": "a.b", "quantity": 1, "unitPriceCents": 1}
 			})
-		}, code: es.CodeInvalidCommand, mention: "productId"},
+		}, code: contract.CodeInvalidCommand, mention: "productId"},
 		{name: "deeply nested JSON", body: func(id string) []byte {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":` + strings.Repeat(`{"a":`, 20000) + `1` + strings.Repeat(`}`, 20000) + `}`)
-		}, code: es.CodeInvalidCommand},
+		}, code: contract.CodeInvalidCommand},
 		{name: "NaN", body: func(id string) []byte {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":NaN,"unitPriceCents":1}}`)
-		}, code: es.CodeInvalidCommand, mention: "invalid character"},
+		}, code: contract.CodeInvalidCommand, mention: "invalid character"},
 		{name: "Infinity", body: func(id string) []byte {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":1,"unitPriceCents":Infinity}}`)
-		}, code: es.CodeInvalidCommand},
+		}, code: contract.CodeInvalidCommand},
 		{name: "number beyond 64 bits", body: func(id string) []byte {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":1,"unitPriceCents":1e400}}`)
-		}, code: es.CodeInvalidCommand, mention: "unitPriceCents"},
+		}, code: contract.CodeInvalidCommand, mention: "unitPriceCents"},
 		{name: "hexadecimal number", body: func(id string) []byte {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":0x10,"unitPriceCents":1}}`)
-		}, code: es.CodeInvalidCommand},
+		}, code: contract.CodeInvalidCommand},
 		{name: "negative zero quantity", body: func(id string) []byte {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":-0,"unitPriceCents":1}}`)
-		}, code: es.CodeInvalidCommand, mention: "quantity"},
+		}, code: contract.CodeInvalidCommand, mention: "quantity"},
 		{name: "subject injection in the product id", body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
 				m["data"] = map[string]any{"productId": "x.>", "quantity": 1, "unitPriceCents": 1}
 			})
-		}, code: es.CodeInvalidCommand, mention: "productId"},
-		{name: "subject injection in the customer id", subject: es.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
+		}, code: contract.CodeInvalidCommand, mention: "productId"},
+		{name: "subject injection in the customer id", subject: contract.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
 				m["type"] = "CreateOrder"
 				m["data"] = map[string]any{"customerId": "c\r\nPUB x 1"}
 			})
-		}, code: es.CodeInvalidCommand, mention: "customerId"},
+		}, code: contract.CodeInvalidCommand, mention: "customerId"},
 		{name: "missing field", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["data"] = map[string]any{"productId": "a", "quantity": 1} })
-		}, code: es.CodeInvalidCommand},
+		}, code: contract.CodeInvalidCommand},
 		{name: "wrong type", body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
 				m["data"] = map[string]any{"productId": "a", "quantity": "2", "unitPriceCents": 1}
 			})
-		}, code: es.CodeInvalidCommand, mention: "quantity"},
+		}, code: contract.CodeInvalidCommand, mention: "quantity"},
 		{name: "unknown envelope field", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["expectedVersion"] = 3 })
-		}, code: es.CodeInvalidCommand, mention: "expectedVersion"},
+		}, code: contract.CodeInvalidCommand, mention: "expectedVersion"},
 		{name: "header id differs from body id", body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id + "-other" })
-		}, code: es.CodeInvalidCommand, mention: "Nats-Msg-Id"},
+		}, code: contract.CodeInvalidCommand, mention: "Nats-Msg-Id"},
 		{name: "command id with a dot and no header", noID: true, body: func(string) []byte {
 			return good(func(m map[string]any) { m["id"] = "cmd.1" })
-		}, code: es.CodeInvalidCommand, mention: "id"},
+		}, code: contract.CodeInvalidCommand, mention: "id"},
 		{name: "no command id at all", noID: true, body: func(string) []byte {
 			return good(func(m map[string]any) { delete(m, "id") })
-		}, code: es.CodeInvalidCommand, mention: "id: is required"},
-		{name: "command on a missing order", subject: es.CommandSubject("no-such-order", "AddItem"), body: func(id string) []byte {
+		}, code: contract.CodeInvalidCommand, mention: "id: is required"},
+		{name: "command on a missing order", subject: contract.CommandSubject("no-such-order", "AddItem"), body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = "no-such-order" })
-		}, code: es.CodeNotFound},
-		{name: "command in the wrong state", subject: es.CommandSubject(existing, "PayOrder"), body: func(id string) []byte {
+		}, code: contract.CodeNotFound},
+		{name: "command in the wrong state", subject: contract.CommandSubject(existing, "PayOrder"), body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
 				m["type"] = "PayOrder"
 				m["data"] = map[string]any{"paymentId": "p", "amountCents": 0, "method": "card"}
 			})
-		}, code: es.CodeInvalidState, mention: "cannot pay a draft order"},
-		{name: "create an existing order", subject: es.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
+		}, code: contract.CodeInvalidState, mention: "cannot pay a draft order"},
+		{name: "create an existing order", subject: contract.CommandSubject(existing, "CreateOrder"), body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
 				m["type"] = "CreateOrder"
 				m["data"] = map[string]any{"customerId": "c"}
 			})
-		}, code: es.CodeAlreadyExists},
+		}, code: contract.CodeAlreadyExists},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := newID("bad")
 			subject := tt.subject
 			if subject == "" {
-				subject = es.CommandSubject(existing, "AddItem")
+				subject = contract.CommandSubject(existing, "AddItem")
 			}
 			msgID := id
 			if tt.noID {
@@ -255,37 +256,37 @@ func TestResendingACommandReturnsItsFirstOutcome(t *testing.T) {
 	first := accepted(t, h.send(create))
 	rejectedCmd := cmd{ID: newID("cmd"), Type: "SubmitOrder", OrderID: id}
 	firstRejection := h.send(rejectedCmd)
-	rejectedWith(t, firstRejection, es.CodeInvalidState)
+	rejectedWith(t, firstRejection, contract.CodeInvalidState)
 	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: id, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 1}}))
 	stored := h.totalEvents()
 
-	resend := func(c cmd) es.Result {
+	resend := func(c cmd) contract.Result {
 		// Without Nats-Msg-Id JetStream cannot deduplicate it, as after the
 		// duplicate window: the aggregator must, and says it replayed.
 		before := count.replayed.Load()
 		body, _ := json.Marshal(c)
-		h.publish(es.CommandSubject(c.OrderID, c.Type), "", body)
+		h.publish(contract.CommandSubject(c.OrderID, c.Type), "", body)
 		waitCount(t, &count.replayed, before+1, "replayed outcomes")
-		return h.waitResult(es.ResultSubject(c.ID))
+		return h.waitResult(contract.ResultSubject(c.ID))
 	}
-	if again := resend(create); again.Status != es.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] {
+	if again := resend(create); again.Status != contract.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] {
 		t.Fatalf("re-sent create: %+v, first %+v", again, first)
 	}
 	// The rejected SubmitOrder would now be accepted; its first outcome stands.
-	rejectedWith(t, resend(rejectedCmd), es.CodeInvalidState)
+	rejectedWith(t, resend(rejectedCmd), contract.CodeInvalidState)
 
 	// After a restart (cold cache) and after the results stream forgot it,
 	// the causation ids of the stored events prove the command was applied.
 	h.stop()
-	resultsStream, err := h.js.Stream(context.Background(), es.ResultsStream)
+	resultsStream, err := h.js.Stream(context.Background(), contract.ResultsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := resultsStream.Purge(context.Background(), jetstream.WithPurgeSubject(es.ResultSubject(create.ID))); err != nil {
+	if err := resultsStream.Purge(context.Background(), jetstream.WithPurgeSubject(contract.ResultSubject(create.ID))); err != nil {
 		t.Fatal(err)
 	}
 	h.stop = h.run(aggregator.Config{Observer: count})
-	if again := resend(create); again.Status != es.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] || again.Version != 1 {
+	if again := resend(create); again.Status != contract.StatusAccepted || again.StreamSequence != first.StreamSequence || again.EventIDs[0] != first.EventIDs[0] || again.Version != 1 {
 		t.Fatalf("re-sent create after restart and expiry: %+v, first %+v", again, first)
 	}
 	if h.totalEvents() != stored {
@@ -302,9 +303,9 @@ func TestCommandsOfOneOrderApplyInPublishOrder(t *testing.T) {
 	for i := range n {
 		last = newID("cmd")
 		body, _ := json.Marshal(cmd{ID: last, Type: "AddItem", OrderID: id, Data: map[string]any{"productId": fmt.Sprintf("p-%03d", i), "quantity": 1, "unitPriceCents": 1}})
-		h.publish(es.CommandSubject(id, "AddItem"), last, body)
+		h.publish(contract.CommandSubject(id, "AddItem"), last, body)
 	}
-	r := accepted(t, h.waitResult(es.ResultSubject(last)))
+	r := accepted(t, h.waitResult(contract.ResultSubject(last)))
 	if r.Version != n+1 {
 		t.Fatalf("last command at version %d, want %d", r.Version, n+1)
 	}
@@ -327,9 +328,9 @@ func TestForeignAppendIsSeenBeforeDeciding(t *testing.T) {
 	// previous owner of the partition could during a handover).
 	foreignAppend := func(version int64, data string) {
 		evs := h.events(id)
-		e := es.Event{ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: version,
-			Data: json.RawMessage(data), Metadata: es.Metadata{CausationID: "foreign", Timestamp: es.Time{Time: time.Now()}}}
-		if _, err := h.store.Append(context.Background(), id, evs[len(evs)-1].Sequence, []es.Event{e}); err != nil {
+		e := contract.Event{ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: version,
+			Data: json.RawMessage(data), Metadata: contract.EventMetadata{CausationID: "foreign", Timestamp: contract.Time{Time: time.Now()}}}
+		if _, err := h.store.Append(context.Background(), id, evs[len(evs)-1].Sequence, []contract.Event{e}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -360,15 +361,15 @@ func TestShutdownDrainsAndRestartResumes(t *testing.T) {
 	for i := range 20 {
 		c := cmd{ID: newID("cmd"), Type: "AddItem", OrderID: id, Data: map[string]any{"productId": fmt.Sprintf("p%d", i), "quantity": 1, "unitPriceCents": 1}}
 		body, _ := json.Marshal(c)
-		h.publish(es.CommandSubject(id, "AddItem"), c.ID, body)
+		h.publish(contract.CommandSubject(id, "AddItem"), c.ID, body)
 		ids = append(ids, c.ID)
 	}
-	if _, err := h.lookup(es.ResultSubject(ids[0]), 300*time.Millisecond); err == nil {
+	if _, err := h.lookup(contract.ResultSubject(ids[0]), 300*time.Millisecond); err == nil {
 		t.Fatal("a stopped aggregator produced a result")
 	}
 	h.stop = h.run(aggregator.Config{})
 	for i, cid := range ids {
-		if r := accepted(t, h.waitResult(es.ResultSubject(cid))); r.Version != int64(i+2) {
+		if r := accepted(t, h.waitResult(contract.ResultSubject(cid))); r.Version != int64(i+2) {
 			t.Fatalf("command %d at version %d", i, r.Version)
 		}
 	}

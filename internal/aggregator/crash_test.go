@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -41,14 +42,14 @@ func TestCrashBetweenAppendAndAckDuplicatesNothing(t *testing.T) {
 		return nil
 	})
 	body, _ := json.Marshal(create)
-	h.publish(es.CommandSubject(orderID, create.Type), create.ID, body)
+	h.publish(contract.CommandSubject(orderID, create.Type), create.ID, body)
 	select {
 	case <-crashed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the command was never appended")
 	}
 	stopDoomed()
-	if _, err := h.lookup(es.ResultSubject(create.ID), 200*time.Millisecond); err == nil {
+	if _, err := h.lookup(contract.ResultSubject(create.ID), 200*time.Millisecond); err == nil {
 		t.Fatal("the crashed aggregator published a result")
 	}
 	stored := h.events(orderID)
@@ -57,7 +58,7 @@ func TestCrashBetweenAppendAndAckDuplicatesNothing(t *testing.T) {
 	}
 
 	h.stop = h.run(aggregator.Config{})
-	r := accepted(t, h.waitResult(es.ResultSubject(create.ID)))
+	r := accepted(t, h.waitResult(contract.ResultSubject(create.ID)))
 	if r.Version != 3 || r.StreamSequence != stored[2].Sequence || fmt.Sprint(r.EventIDs) != fmt.Sprint([]string{stored[0].ID, stored[1].ID, stored[2].ID}) {
 		t.Fatalf("result after restart %+v does not describe the stored events", r)
 	}
@@ -84,7 +85,7 @@ func TestPanickingCommandIsRejectedAndThePartitionGoesOn(t *testing.T) {
 	})
 	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: orderID, Data: map[string]any{"customerId": "c"}}))
 	bad := h.send(cmd{ID: poison, Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 1}})
-	rejectedWith(t, bad, es.CodeInternal)
+	rejectedWith(t, bad, contract.CodeInternal)
 	r := accepted(t, h.send(cmd{ID: newID("cmd"), Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "b", "quantity": 1, "unitPriceCents": 1}}))
 	if r.Version != 2 {
 		t.Fatalf("command after the poison at version %d", r.Version)
@@ -141,10 +142,10 @@ func TestLostLeaseDoesNotRunAPartitionTwice(t *testing.T) {
 	})
 	accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: orderID, Data: map[string]any{"customerId": "c"}}))
 	submitBody, _ := json.Marshal(cmd{ID: submit, Type: "SubmitOrder", OrderID: orderID})
-	h.publish(es.CommandSubject(orderID, "SubmitOrder"), submit, submitBody)
+	h.publish(contract.CommandSubject(orderID, "SubmitOrder"), submit, submitBody)
 	add := newID("cmd")
 	addBody, _ := json.Marshal(cmd{ID: add, Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "a", "quantity": 1, "unitPriceCents": 5}})
-	h.publish(es.CommandSubject(orderID, "AddItem"), add, addBody)
+	h.publish(contract.CommandSubject(orderID, "AddItem"), add, addBody)
 
 	<-stuck
 	// Another write to the lease key makes this replica's next renewal
@@ -153,13 +154,13 @@ func TestLostLeaseDoesNotRunAPartitionTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := fmt.Sprintf("partitions.%d", es.Partition(orderID, natstest.Partitions))
+	key := fmt.Sprintf("partitions.%d", contract.Partition(orderID, natstest.Partitions))
 	if _, err := kv.Put(context.Background(), key, []byte("solo")); err != nil {
 		t.Fatal(err)
 	}
 
-	rejectedWith(t, h.waitResult(es.ResultSubject(submit)), es.CodeInvalidState)
-	if r := accepted(t, h.waitResult(es.ResultSubject(add))); r.Version != 2 {
+	rejectedWith(t, h.waitResult(contract.ResultSubject(submit)), contract.CodeInvalidState)
+	if r := accepted(t, h.waitResult(contract.ResultSubject(add))); r.Version != 2 {
 		t.Fatalf("AddItem at version %d", r.Version)
 	}
 	time.Sleep(3 * time.Second) // let any second worker act, if there were one
@@ -167,10 +168,10 @@ func TestLostLeaseDoesNotRunAPartitionTwice(t *testing.T) {
 	if len(events) != 2 || events[1].Type != "ItemAdded" {
 		t.Fatalf("events %v: the SubmitOrder decided before the AddItem was applied after it", eventTypes(events))
 	}
-	rejectedWith(t, h.waitResult(es.ResultSubject(submit)), es.CodeInvalidState)
+	rejectedWith(t, h.waitResult(contract.ResultSubject(submit)), contract.CodeInvalidState)
 }
 
-func eventTypes(events []es.Event) []string {
+func eventTypes(events []contract.Event) []string {
 	out := make([]string, len(events))
 	for i, e := range events {
 		out[i] = e.Type

@@ -7,37 +7,17 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
 )
-
-// MaxBodyBytes is the largest command body accepted (DESIGN section 5).
-const MaxBodyBytes = 64 << 10
 
 // maxMetadataLength bounds the free-text metadata fields.
 const maxMetadataLength = 256
 
-// Envelope is a command message body (DESIGN section 4).
-type Envelope struct {
-	ID       string          `json:"id"`
-	Type     string          `json:"type"`
-	OrderID  string          `json:"orderId"`
-	Data     json.RawMessage `json:"data,omitempty"`
-	Metadata CommandMetadata `json:"metadata"`
-}
-
-// CommandMetadata travels from the command to its events.
-type CommandMetadata struct {
-	UserID        string `json:"userId,omitempty"`
-	CorrelationID string `json:"correlationId,omitempty"`
-}
-
 // incoming is a command message after parsing: what could be read of it and
 // why it is invalid, if it is.
 type incoming struct {
-	env Envelope
+	env contract.CommandEnvelope
 	cmd order.Command
 	// resultSubject is where the outcome goes: the command id's subject, or
 	// for a message without a usable id, one named by its stream sequence.
@@ -51,22 +31,22 @@ type incoming struct {
 // parse reads a stored command message. It never fails: a bad message comes
 // back with err set, so it can be rejected with a result.
 func parse(subject string, header map[string][]string, body []byte, sequence uint64) incoming {
-	in := incoming{resultSubject: es.UnaddressableResultSubject(sequence)}
+	in := incoming{resultSubject: contract.UnaddressableResultSubject(sequence)}
 	headerID := ""
-	if v := header[jetstream.MsgIDHeader]; len(v) > 0 {
+	if v := header[contract.HeaderMsgID]; len(v) > 0 {
 		headerID = v[0]
 	}
 	// Until the body is read, the header is the best guess at the id.
 	if order.ValidateID("id", headerID) == nil {
-		in.commandID, in.resultSubject = headerID, es.ResultSubject(headerID)
+		in.commandID, in.resultSubject = headerID, contract.ResultSubject(headerID)
 	}
 	in.err = in.read(subject, headerID, body)
 	return in
 }
 
 func (in *incoming) read(subject, headerID string, body []byte) error {
-	if len(body) > MaxBodyBytes {
-		return invalid("body is %d bytes; the limit is %d", len(body), MaxBodyBytes)
+	if len(body) > contract.MaxBodyBytes {
+		return invalid("body is %d bytes; the limit is %d", len(body), contract.MaxBodyBytes)
 	}
 	if !utf8.Valid(body) {
 		return invalid("body is not valid UTF-8")
@@ -86,10 +66,10 @@ func (in *incoming) read(subject, headerID string, body []byte) error {
 	// The header is the id JetStream deduplicated the message by, so a
 	// mismatch is reported under the header's id.
 	if headerID != "" && headerID != env.ID {
-		return invalid("header %s is %q but the body's id is %q", jetstream.MsgIDHeader, headerID, env.ID)
+		return invalid("header %s is %q but the body's id is %q", contract.HeaderMsgID, headerID, env.ID)
 	}
-	in.commandID, in.resultSubject = env.ID, es.ResultSubject(env.ID)
-	_, subjectOrder, subjectType, ok := es.ParseStoredCommandSubject(subject)
+	in.commandID, in.resultSubject = env.ID, contract.ResultSubject(env.ID)
+	_, subjectOrder, subjectType, ok := contract.ParseStoredCommandSubject(subject)
 	if !ok {
 		return invalid("subject %q is not orders.commands.<orderId>.<CommandType>", subject)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
 )
 
@@ -43,7 +43,7 @@ func FuzzParse(f *testing.F) {
 		if !strings.HasPrefix(in.resultSubject, "orders.results.") || strings.ContainsAny(in.resultSubject[len("orders.results."):], "*> \t\r\n") {
 			t.Fatalf("result subject %q could address other subjects", in.resultSubject)
 		}
-		if in.resultSubject != es.UnaddressableResultSubject(42) && in.resultSubject != es.ResultSubject(in.commandID) {
+		if in.resultSubject != contract.UnaddressableResultSubject(42) && in.resultSubject != contract.ResultSubject(in.commandID) {
 			t.Fatalf("result subject %q does not belong to command id %q", in.resultSubject, in.commandID)
 		}
 		if in.err != nil {
@@ -55,7 +55,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if len(body) > MaxBodyBytes || !utf8.Valid(body) {
+		if len(body) > contract.MaxBodyBytes || !utf8.Valid(body) {
 			t.Fatal("accepted an oversize or non-UTF-8 body")
 		}
 		for field, id := range map[string]string{"id": in.env.ID, "orderId": in.env.OrderID} {

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
 )
@@ -42,7 +43,7 @@ func (h *handler) at(point, commandID string) error {
 // outcome is a command's result and where to publish it.
 type outcome struct {
 	subject string
-	result  es.Result
+	result  contract.Result
 	// correlationID is the command's, for the logs.
 	correlationID string
 	// replayed is set when the result was established earlier (a redelivery
@@ -169,16 +170,16 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 	}
 }
 
-func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order.Event) ([]es.Event, error) {
+func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order.Event) ([]contract.Event, error) {
 	at := h.now()
-	now := es.Time{Time: at}
-	events := make([]es.Event, len(decided))
+	now := contract.Time{Time: at}
+	events := make([]contract.Event, len(decided))
 	for i, d := range decided {
 		data, err := json.Marshal(d)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", d.EventType(), err)
 		}
-		events[i] = es.Event{
+		events[i] = contract.Event{
 			ID:            es.NewEventID(at),
 			AggregateType: order.AggregateType,
 			AggregateID:   in.env.OrderID,
@@ -186,7 +187,7 @@ func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order
 			SchemaVersion: order.SchemaVersion,
 			Version:       l.Version + int64(i) + 1,
 			Data:          data,
-			Metadata: es.Metadata{
+			Metadata: contract.EventMetadata{
 				UserID:        in.env.Metadata.UserID,
 				CorrelationID: in.env.Metadata.CorrelationID,
 				CausationID:   in.commandID,
@@ -204,7 +205,7 @@ func (h *handler) replayAccepted(ctx context.Context, in incoming) (outcome, err
 	if err != nil {
 		return outcome{}, fmt.Errorf("read events of order %s: %w", in.env.OrderID, err)
 	}
-	var own []es.Event
+	var own []contract.Event
 	for _, e := range all {
 		if e.Metadata.CausationID == in.commandID {
 			own = append(own, e)
@@ -218,15 +219,15 @@ func (h *handler) replayAccepted(ctx context.Context, in incoming) (outcome, err
 	return out, nil
 }
 
-func accepted(in incoming, events []es.Event, sequence uint64) outcome {
+func accepted(in incoming, events []contract.Event, sequence uint64) outcome {
 	ids := make([]string, len(events))
 	for i, e := range events {
 		ids[i] = e.ID
 	}
-	return outcome{subject: in.resultSubject, correlationID: in.env.Metadata.CorrelationID, result: es.Result{
+	return outcome{subject: in.resultSubject, correlationID: in.env.Metadata.CorrelationID, result: contract.Result{
 		CommandID:      in.commandID,
 		OrderID:        in.env.OrderID,
-		Status:         es.StatusAccepted,
+		Status:         contract.StatusAccepted,
 		Version:        events[len(events)-1].Version,
 		EventIDs:       ids,
 		StreamSequence: sequence,
@@ -234,11 +235,11 @@ func accepted(in incoming, events []es.Event, sequence uint64) outcome {
 }
 
 func rejected(in incoming, err error) outcome {
-	return outcome{subject: in.resultSubject, correlationID: in.env.Metadata.CorrelationID, result: es.Result{
+	return outcome{subject: in.resultSubject, correlationID: in.env.Metadata.CorrelationID, result: contract.Result{
 		CommandID: in.commandID,
 		OrderID:   in.env.OrderID,
-		Status:    es.StatusRejected,
-		Error:     &es.ResultError{Code: ErrorCode(err), Message: err.Error()},
+		Status:    contract.StatusRejected,
+		Error:     &contract.ResultError{Code: ErrorCode(err), Message: err.Error()},
 	}}
 }
 
@@ -249,21 +250,21 @@ var (
 
 // ErrorCode maps an error to its wire code (DESIGN section 4). It is the
 // only place domain errors meet the wire.
-func ErrorCode(err error) string {
+func ErrorCode(err error) contract.Code {
 	switch {
 	case errors.Is(err, order.ErrInvalidCommand):
-		return es.CodeInvalidCommand
+		return contract.CodeInvalidCommand
 	case errors.Is(err, order.ErrUnknownCommand):
-		return es.CodeUnknownCommand
+		return contract.CodeUnknownCommand
 	case errors.Is(err, order.ErrNotFound):
-		return es.CodeNotFound
+		return contract.CodeNotFound
 	case errors.Is(err, order.ErrAlreadyExists):
-		return es.CodeAlreadyExists
+		return contract.CodeAlreadyExists
 	case errors.Is(err, order.ErrInvalidState):
-		return es.CodeInvalidState
+		return contract.CodeInvalidState
 	case errors.Is(err, errConflict):
-		return es.CodeConflict
+		return contract.CodeConflict
 	default:
-		return es.CodeInternal
+		return contract.CodeInternal
 	}
 }

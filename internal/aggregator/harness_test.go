@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -101,23 +102,23 @@ type cmd struct {
 
 // send publishes c on its contract subject with Nats-Msg-Id = c.ID and
 // waits for its result.
-func (h *harness) send(c cmd) es.Result {
+func (h *harness) send(c cmd) contract.Result {
 	h.t.Helper()
 	body, err := json.Marshal(c)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return h.sendRaw(es.CommandSubject(c.OrderID, c.Type), c.ID, body)
+	return h.sendRaw(contract.CommandSubject(c.OrderID, c.Type), c.ID, body)
 }
 
 // sendRaw publishes body on subject and waits for the result, which is
 // looked up by id or, without a usable id, by the command's sequence.
-func (h *harness) sendRaw(subject, msgID string, body []byte) es.Result {
+func (h *harness) sendRaw(subject, msgID string, body []byte) contract.Result {
 	h.t.Helper()
 	ack := h.publish(subject, msgID, body)
-	resultSubject := es.ResultSubject(msgID)
+	resultSubject := contract.ResultSubject(msgID)
 	if msgID == "" {
-		resultSubject = es.UnaddressableResultSubject(ack.Sequence)
+		resultSubject = contract.UnaddressableResultSubject(ack.Sequence)
 	}
 	return h.waitResult(resultSubject)
 }
@@ -138,7 +139,7 @@ func (h *harness) publish(subject, msgID string, body []byte) *jetstream.PubAck 
 	return ack
 }
 
-func (h *harness) waitResult(subject string) es.Result {
+func (h *harness) waitResult(subject string) contract.Result {
 	h.t.Helper()
 	r, err := h.lookup(subject, 15*time.Second)
 	if err != nil {
@@ -147,32 +148,32 @@ func (h *harness) waitResult(subject string) es.Result {
 	return r
 }
 
-func (h *harness) lookup(subject string, within time.Duration) (es.Result, error) {
+func (h *harness) lookup(subject string, within time.Duration) (contract.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	stream, err := h.js.Stream(ctx, es.ResultsStream)
+	stream, err := h.js.Stream(ctx, contract.ResultsStream)
 	if err != nil {
-		return es.Result{}, err
+		return contract.Result{}, err
 	}
 	for {
 		m, err := stream.GetLastMsgForSubject(ctx, subject)
 		if err == nil {
-			var r es.Result
+			var r contract.Result
 			return r, json.Unmarshal(m.Data, &r)
 		}
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return es.Result{}, err
+			return contract.Result{}, err
 		}
 		select {
 		case <-ctx.Done():
-			return es.Result{}, fmt.Errorf("no result within %s", within)
+			return contract.Result{}, fmt.Errorf("no result within %s", within)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
 
 // events reads an order's stored events.
-func (h *harness) events(orderID string) []es.Event {
+func (h *harness) events(orderID string) []contract.Event {
 	h.t.Helper()
 	ev, err := h.store.Read(context.Background(), orderID, 0)
 	if err != nil {
@@ -182,10 +183,10 @@ func (h *harness) events(orderID string) []es.Event {
 }
 
 // totalEvents counts every stored event.
-func (h *harness) totalEvents() uint64 { return h.streamMessages(es.EventsStream) }
+func (h *harness) totalEvents() uint64 { return h.streamMessages(contract.EventsStream) }
 
 // pendingCommands counts commands not yet acknowledged.
-func (h *harness) pendingCommands() uint64 { return h.streamMessages(es.CommandsStream) }
+func (h *harness) pendingCommands() uint64 { return h.streamMessages(contract.CommandsStream) }
 
 func (h *harness) streamMessages(name string) uint64 {
 	h.t.Helper()
@@ -200,17 +201,17 @@ func (h *harness) streamMessages(name string) uint64 {
 	return info.State.Msgs
 }
 
-func accepted(t *testing.T, r es.Result) es.Result {
+func accepted(t *testing.T, r contract.Result) contract.Result {
 	t.Helper()
-	if r.Status != es.StatusAccepted {
+	if r.Status != contract.StatusAccepted {
 		t.Fatalf("command %s rejected: %+v", r.CommandID, r.Error)
 	}
 	return r
 }
 
-func rejectedWith(t *testing.T, r es.Result, code string) {
+func rejectedWith(t *testing.T, r contract.Result, code contract.Code) {
 	t.Helper()
-	if r.Status != es.StatusRejected || r.Error == nil || r.Error.Code != code {
+	if r.Status != contract.StatusRejected || r.Error == nil || r.Error.Code != code {
 		t.Fatalf("result %+v (error %+v), want rejected with %s", r, r.Error, code)
 	}
 	if r.Error.Message == "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -49,7 +50,7 @@ func TestStartsAgainstASlowNATS(t *testing.T) {
 
 	orderID := newID("ord")
 	create := newID("cmd")
-	h.publish(es.CommandSubject(orderID, "CreateOrder"), create,
+	h.publish(contract.CommandSubject(orderID, "CreateOrder"), create,
 		[]byte(`{"id":"`+create+`","type":"CreateOrder","orderId":"`+orderID+`","data":{"customerId":"c"}}`))
 	// A heartbeat reaches the server 300ms after it was sent, 100ms after
 	// the replica gave up on it; the second one is sent after the replica
@@ -80,5 +81,5 @@ func TestStartsAgainstASlowNATS(t *testing.T) {
 	waitFor(t, 30*time.Second, "the replica runs all 16 partitions", func() bool {
 		return own.snapshot()["slow"] == natstest.Partitions
 	})
-	accepted(t, h.waitResult(es.ResultSubject(create)))
+	accepted(t, h.waitResult(contract.ResultSubject(create)))
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -136,8 +137,8 @@ func TestReplicasSplitPartitionsAndFailOver(t *testing.T) {
 	<-published
 
 	for _, cmd := range cmds {
-		r := h.waitResult(es.ResultSubject(cmd.ID))
-		if (r.Status == es.StatusAccepted) != cmd.WantAccepted {
+		r := h.waitResult(contract.ResultSubject(cmd.ID))
+		if (r.Status == contract.StatusAccepted) != cmd.WantAccepted {
 			t.Fatalf("command %s (%s): %+v", cmd.ID, cmd.Type, r.Error)
 		}
 	}

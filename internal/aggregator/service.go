@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
 	"github.com/jetsource/jetsource/internal/tracing"
@@ -326,9 +327,9 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 var errDeliveryGap = errors.New("commands delivered out of order")
 
 func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstream.Consumer, error) {
-	stream, err := s.js.Stream(ctx, es.CommandsStream)
+	stream, err := s.js.Stream(ctx, contract.CommandsStream)
 	if err != nil {
-		return nil, fmt.Errorf("look up %s: %w", es.CommandsStream, err)
+		return nil, fmt.Errorf("look up %s: %w", contract.CommandsStream, err)
 	}
 	name := consumerName(partition)
 	if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -337,7 +338,7 @@ func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstrea
 	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "JetSource aggregator, command partition " + strconv.Itoa(partition),
-		FilterSubject: es.CommandPartitionFilter(partition),
+		FilterSubject: contract.CommandPartitionFilter(partition),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.cfg.AckWait,
 		MaxDeliver:    -1,
@@ -356,7 +357,7 @@ func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstrea
 // attempt in progress finish within DrainTimeout.
 func (s *Service) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, t *tenure, log *slog.Logger) error {
 	started := time.Now()
-	_, _, commandType, _ := es.ParseStoredCommandSubject(msg.Subject())
+	_, _, commandType, _ := contract.ParseStoredCommandSubject(msg.Subject())
 	ctx, span := s.handler.tracer.Start(tracing.Extract(ctx, nats.Header(msg.Headers())), "handle "+commandType,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
@@ -394,13 +395,13 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 	}
 	elapsed := time.Since(started)
 	r := out.result
-	code := ""
+	status, code := string(r.Status), ""
 	if r.Error != nil {
-		code = r.Error.Code
+		code = string(r.Error.Code)
 	}
 	span.SetAttributes(attribute.String("jetsource.command_id", r.CommandID), attribute.String("jetsource.order_id", r.OrderID),
-		attribute.String("jetsource.status", r.Status), attribute.String("jetsource.error_code", code))
-	s.cfg.Observer.CommandHandled(commandType, r.Status, code, out.replayed, elapsed)
+		attribute.String("jetsource.status", status), attribute.String("jetsource.error_code", code))
+	s.cfg.Observer.CommandHandled(commandType, status, code, out.replayed, elapsed)
 	attrs := []any{"command_id", r.CommandID, "order_id", r.OrderID, "correlation_id", out.correlationID, "command_type", commandType,
 		"status", r.Status, "replayed", out.replayed, "stream_sequence", meta.Sequence.Stream, "duration_ms", float64(elapsed.Microseconds()) / 1000}
 	if r.Error == nil {

@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
-	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
@@ -29,7 +29,7 @@ func TestTraceContextFlowsFromCommandToEvents(t *testing.T) {
 	traceID := client.SpanContext().TraceID()
 	id := newID("ord")
 	body, _ := json.Marshal(cmd{ID: id, Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c", "items": []map[string]any{{"productId": "a", "quantity": 1, "unitPriceCents": 1}}}})
-	m := nats.NewMsg(es.CommandSubject(id, "CreateOrder"))
+	m := nats.NewMsg(contract.CommandSubject(id, "CreateOrder"))
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	tracing.Inject(ctx, m.Header)
@@ -37,9 +37,9 @@ func TestTraceContextFlowsFromCommandToEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	client.End()
-	accepted(t, h.waitResult(es.ResultSubject(id)))
+	accepted(t, h.waitResult(contract.ResultSubject(id)))
 
-	stream, err := h.js.Stream(ctx, es.EventsStream)
+	stream, err := h.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/jetsource/jetsource/contract"
 )
 
 // Fold turns stored events into an aggregate state S.
@@ -12,7 +14,7 @@ type Fold[S any] struct {
 	// Zero is the state of an aggregate that has no events.
 	Zero func(aggregateID string) S
 	// Apply folds one stored event into the state.
-	Apply func(S, Event) (S, error)
+	Apply func(S, contract.Event) (S, error)
 }
 
 // RepositoryConfig tunes loading.
@@ -141,7 +143,7 @@ func (r *Repository[S]) LoadAsOf(ctx context.Context, aggregateID string, asOf A
 	if err != nil {
 		return Loaded[S]{}, err
 	}
-	stop := func(e Event) bool {
+	stop := func(e contract.Event) bool {
 		return asOf.Version > 0 && e.Version > asOf.Version ||
 			!asOf.Time.IsZero() && e.Metadata.Timestamp.After(asOf.Time)
 	}
@@ -150,7 +152,7 @@ func (r *Repository[S]) LoadAsOf(ctx context.Context, aggregateID string, asOf A
 
 // apply folds events into l, checking that versions continue without gaps.
 // It stops before the first event for which stop returns true.
-func (r *Repository[S]) apply(l Loaded[S], events []Event, stop func(Event) bool) (Loaded[S], error) {
+func (r *Repository[S]) apply(l Loaded[S], events []contract.Event, stop func(contract.Event) bool) (Loaded[S], error) {
 	for _, e := range events {
 		if stop != nil && stop(e) {
 			break
@@ -173,7 +175,7 @@ func (r *Repository[S]) apply(l Loaded[S], events []Event, stop func(Event) bool
 // the stream. Every SnapshotEvery versions it also stores a snapshot; a
 // failed snapshot is reported in the returned SnapshotErr, not as a failed
 // append.
-func (r *Repository[S]) Append(ctx context.Context, aggregateID string, cur Loaded[S], events []Event, next S) (Appended[S], error) {
+func (r *Repository[S]) Append(ctx context.Context, aggregateID string, cur Loaded[S], events []contract.Event, next S) (Appended[S], error) {
 	seq, err := r.store.Append(ctx, aggregateID, cur.Sequence, events)
 	if err != nil {
 		r.cache.remove(aggregateID)
@@ -206,7 +208,7 @@ func (r *Repository[S]) snapshot(ctx context.Context, aggregateID string, l Load
 		Version:       l.Version,
 		Sequence:      l.Sequence,
 		SchemaVersion: r.cfg.SnapshotSchema,
-		TakenAt:       Time{r.cfg.Now()},
+		TakenAt:       contract.Time{Time: r.cfg.Now()},
 		State:         state,
 	})
 }
@@ -214,5 +216,5 @@ func (r *Repository[S]) snapshot(ctx context.Context, aggregateID string, l Load
 // ForgetPartition drops every cached aggregate of a partition, for when
 // another process may have written to it (ownership moved).
 func (r *Repository[S]) ForgetPartition(partition int) {
-	r.cache.removeIf(func(id string) bool { return Partition(id, r.store.partitions) == partition })
+	r.cache.removeIf(func(id string) bool { return contract.Partition(id, r.store.partitions) == partition })
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
@@ -16,7 +17,7 @@ import (
 
 var orderFold = es.Fold[order.State]{
 	Zero: order.New,
-	Apply: func(s order.State, e es.Event) (order.State, error) {
+	Apply: func(s order.State, e contract.Event) (order.State, error) {
 		ev, err := order.ParseEvent(e.Type, e.Data)
 		if err != nil {
 			return s, err
@@ -37,13 +38,13 @@ func decideAndAppend(ctx context.Context, repo *es.Repository[order.State], id s
 		if err != nil {
 			return attempt, err
 		}
-		envs := make([]es.Event, len(decided))
+		envs := make([]contract.Event, len(decided))
 		next := l.State
 		for i, d := range decided {
 			data, _ := json.Marshal(d)
-			envs[i] = es.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: d.EventType(),
+			envs[i] = contract.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: d.EventType(),
 				SchemaVersion: order.SchemaVersion, Version: l.Version + int64(i) + 1, Data: data,
-				Metadata: es.Metadata{Timestamp: es.Time{Time: time.Now()}}}
+				Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Now()}}}
 			next = order.Evolve(next, d)
 		}
 		_, err = repo.Append(ctx, id, l, envs, next)

@@ -9,46 +9,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
-// Result statuses.
-const (
-	StatusAccepted = "accepted"
-	StatusRejected = "rejected"
-)
-
-// Wire error codes of rejected results (DESIGN section 4).
-const (
-	CodeInvalidCommand = "invalid_command"
-	CodeUnknownCommand = "unknown_command"
-	CodeNotFound       = "not_found"
-	CodeAlreadyExists  = "already_exists"
-	CodeInvalidState   = "invalid_state"
-	CodeConflict       = "conflict"
-	CodeInternal       = "internal"
-)
-
-// Result is the outcome of one command, stored on orders.results.<commandId>.
-type Result struct {
-	CommandID      string       `json:"commandId"`
-	OrderID        string       `json:"orderId,omitempty"`
-	Status         string       `json:"status"`
-	Version        int64        `json:"version,omitempty"`
-	EventIDs       []string     `json:"eventIds,omitempty"`
-	StreamSequence uint64       `json:"streamSequence,omitempty"`
-	Error          *ResultError `json:"error,omitempty"`
-}
-
-// ResultError says why a command was rejected.
-type ResultError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // PublishResult stores a command's outcome on subject and waits for the
 // stream's acknowledgement.
-func (s *Store) PublishResult(ctx context.Context, subject string, r Result) error {
+func (s *Store) PublishResult(ctx context.Context, subject string, r contract.Result) error {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode result of %s: %w", r.CommandID, err)
@@ -65,10 +32,10 @@ func (s *Store) PublishResult(ctx context.Context, subject string, r Result) err
 // PublishFirstResult stores r on subject unless a result is stored there
 // already: a command has one outcome, the first. It returns the outcome
 // that stands, and whether it is r.
-func (s *Store) PublishFirstResult(ctx context.Context, subject string, r Result) (Result, bool, error) {
+func (s *Store) PublishFirstResult(ctx context.Context, subject string, r contract.Result) (contract.Result, bool, error) {
 	body, err := json.Marshal(r)
 	if err != nil {
-		return Result{}, false, fmt.Errorf("encode result of %s: %w", r.CommandID, err)
+		return contract.Result{}, false, fmt.Errorf("encode result of %s: %w", r.CommandID, err)
 	}
 	m := nats.NewMsg(subject)
 	m.Data = body
@@ -79,11 +46,11 @@ func (s *Store) PublishFirstResult(ctx context.Context, subject string, r Result
 		return r, true, nil
 	}
 	if !errors.Is(appendError(r.CommandID, err), ErrConflict) {
-		return Result{}, false, fmt.Errorf("publish result of %s: %w", r.CommandID, err)
+		return contract.Result{}, false, fmt.Errorf("publish result of %s: %w", r.CommandID, err)
 	}
 	stored, found, err := s.lookupResult(ctx, subject, leaderLastMsg)
 	if err != nil || !found {
-		return Result{}, false, fmt.Errorf("read the result stored before that of %s: %w", r.CommandID, err)
+		return contract.Result{}, false, fmt.Errorf("read the result stored before that of %s: %w", r.CommandID, err)
 	}
 	return stored, false, nil
 }
@@ -91,31 +58,31 @@ func (s *Store) PublishFirstResult(ctx context.Context, subject string, r Result
 // LookupResult returns the stored outcome of a command, if there is one,
 // by direct get: on a replicated stream a follower may answer and miss a
 // result stored a moment ago.
-func (s *Store) LookupResult(ctx context.Context, commandID string) (Result, bool, error) {
-	return s.lookupResult(ctx, ResultSubject(commandID), directLastMsg)
+func (s *Store) LookupResult(ctx context.Context, commandID string) (contract.Result, bool, error) {
+	return s.lookupResult(ctx, contract.ResultSubject(commandID), directLastMsg)
 }
 
 // LookupResultFromLeader is LookupResult answered by the stream leader,
 // which has every acknowledged result: for redelivered commands, whose
 // outcome may have been stored just before.
-func (s *Store) LookupResultFromLeader(ctx context.Context, commandID string) (Result, bool, error) {
-	return s.lookupResult(ctx, ResultSubject(commandID), leaderLastMsg)
+func (s *Store) LookupResultFromLeader(ctx context.Context, commandID string) (contract.Result, bool, error) {
+	return s.lookupResult(ctx, contract.ResultSubject(commandID), leaderLastMsg)
 }
 
 // lastMsgGetter is directLastMsg or leaderLastMsg.
 type lastMsgGetter func(ctx context.Context, js jetstream.JetStream, stream, subject string) (*jetstream.RawStreamMsg, error)
 
-func (s *Store) lookupResult(ctx context.Context, subject string, get lastMsgGetter) (Result, bool, error) {
-	m, err := get(ctx, s.js, ResultsStream, subject)
+func (s *Store) lookupResult(ctx context.Context, subject string, get lastMsgGetter) (contract.Result, bool, error) {
+	m, err := get(ctx, s.js, contract.ResultsStream, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Result{}, false, nil
+		return contract.Result{}, false, nil
 	}
 	if err != nil {
-		return Result{}, false, fmt.Errorf("look up result on %s: %w", subject, err)
+		return contract.Result{}, false, fmt.Errorf("look up result on %s: %w", subject, err)
 	}
-	var r Result
+	var r contract.Result
 	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return Result{}, false, fmt.Errorf("decode result on %s: %w", subject, err)
+		return contract.Result{}, false, fmt.Errorf("decode result on %s: %w", subject, err)
 	}
 	return r, true, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -21,7 +22,7 @@ type Snapshot struct {
 	Sequence uint64 `json:"sequence"`
 	// SchemaVersion is the version of the state's encoding.
 	SchemaVersion int             `json:"schemaVersion"`
-	TakenAt       Time            `json:"takenAt"`
+	TakenAt       contract.Time   `json:"takenAt"`
 	State         json.RawMessage `json:"state"`
 }
 
@@ -32,7 +33,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("encode snapshot of %s: %w", snap.AggregateID, err)
 	}
-	if _, err := s.js.Publish(ctx, SnapshotSubject(snap.AggregateID), body); err != nil {
+	if _, err := s.js.Publish(ctx, contract.SnapshotSubject(snap.AggregateID), body); err != nil {
 		return fmt.Errorf("save snapshot of %s at version %d: %w", snap.AggregateID, snap.Version, err)
 	}
 	return nil
@@ -40,7 +41,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 
 // LoadSnapshot returns the aggregate's latest snapshot, if it has one.
 func (s *Store) LoadSnapshot(ctx context.Context, aggregateID string) (Snapshot, bool, error) {
-	m, err := directLastMsg(ctx, s.js, SnapshotsStream, SnapshotSubject(aggregateID))
+	m, err := directLastMsg(ctx, s.js, contract.SnapshotsStream, contract.SnapshotSubject(aggregateID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Snapshot{}, false, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
@@ -53,14 +54,14 @@ func NewStore(js jetstream.JetStream, partitions int, upcasters Upcasters) *Stor
 // sequence is still expectedSeq (0: no events yet). Several events go in
 // one atomic batch: all are stored or none. It returns the sequence of the
 // last event stored.
-func (s *Store) Append(ctx context.Context, aggregateID string, expectedSeq uint64, events []Event) (uint64, error) {
+func (s *Store) Append(ctx context.Context, aggregateID string, expectedSeq uint64, events []contract.Event) (uint64, error) {
 	if len(events) == 0 {
 		return 0, errors.New("append: no events")
 	}
 	if len(events) > MaxBatch {
 		return 0, fmt.Errorf("append %d events to %s: at most %d fit one atomic batch", len(events), aggregateID, MaxBatch)
 	}
-	subject := EventSubject(aggregateID, s.partitions)
+	subject := contract.EventSubject(aggregateID, s.partitions)
 	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
 		body, err := json.Marshal(e)
@@ -70,8 +71,8 @@ func (s *Store) Append(ctx context.Context, aggregateID string, expectedSeq uint
 		m := nats.NewMsg(subject)
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, e.ID)
-		m.Header.Set(HeaderEventType, e.Type)
-		m.Header.Set(HeaderAggregateVersion, strconv.FormatInt(e.Version, 10))
+		m.Header.Set(contract.HeaderEventType, e.Type)
+		m.Header.Set(contract.HeaderAggregateVersion, strconv.FormatInt(e.Version, 10))
 		tracing.Inject(ctx, m.Header)
 		msgs[i] = m
 	}
@@ -118,12 +119,12 @@ func appendError(aggregateID string, err error) error {
 // replicated stream a follower may answer, so right after a write the
 // newest events can be missing: callers that must see them compare with
 // LastSequence.
-func (s *Store) Read(ctx context.Context, aggregateID string, afterSeq uint64) ([]Event, error) {
-	subject := EventSubject(aggregateID, s.partitions)
-	var events []Event
+func (s *Store) Read(ctx context.Context, aggregateID string, afterSeq uint64) ([]contract.Event, error) {
+	subject := contract.EventSubject(aggregateID, s.partitions)
+	var events []contract.Event
 	next := afterSeq + 1
 	for {
-		msgs, err := jetstreamext.GetBatch(ctx, s.js, EventsStream, readBatch,
+		msgs, err := jetstreamext.GetBatch(ctx, s.js, contract.EventsStream, readBatch,
 			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(subject))
 		if err != nil {
 			return nil, fmt.Errorf("read events of %s: %w", aggregateID, err)
@@ -152,10 +153,10 @@ func (s *Store) Read(ctx context.Context, aggregateID string, afterSeq uint64) (
 	}
 }
 
-func (s *Store) decode(m *jetstream.RawStreamMsg) (Event, error) {
-	e, err := DecodeEvent(m.Subject, m.Sequence, m.Data)
+func (s *Store) decode(m *jetstream.RawStreamMsg) (contract.Event, error) {
+	e, err := contract.DecodeEvent(m.Subject, m.Sequence, m.Data)
 	if err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return contract.Event{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return s.upcasters.Upcast(e)
 }
@@ -164,7 +165,7 @@ func (s *Store) decode(m *jetstream.RawStreamMsg) (Event, error) {
 // newest event (0 if it has none). Unlike direct gets, the leader's answer
 // includes every acknowledged write.
 func (s *Store) LastSequence(ctx context.Context, aggregateID string) (uint64, error) {
-	m, err := leaderLastMsg(ctx, s.js, EventsStream, EventSubject(aggregateID, s.partitions))
+	m, err := leaderLastMsg(ctx, s.js, contract.EventsStream, contract.EventSubject(aggregateID, s.partitions))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -177,7 +178,7 @@ func (s *Store) LastSequence(ctx context.Context, aggregateID string) (uint64, e
 // lastSequence is the sequence of the aggregate's newest event by direct
 // get: cheap, but on a replicated stream possibly behind LastSequence.
 func (s *Store) lastSequence(ctx context.Context, aggregateID string) (uint64, error) {
-	m, err := directLastMsg(ctx, s.js, EventsStream, EventSubject(aggregateID, s.partitions))
+	m, err := directLastMsg(ctx, s.js, contract.EventsStream, contract.EventSubject(aggregateID, s.partitions))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -190,11 +191,11 @@ func (s *Store) lastSequence(ctx context.Context, aggregateID string) (uint64, e
 // ReadFromLeader returns the aggregate's events after afterSeq as the
 // stream leader has them, one get per event. It is the slow, exact path for
 // checks after an ambiguous append, when a follower may lag.
-func (s *Store) ReadFromLeader(ctx context.Context, aggregateID string, afterSeq uint64) ([]Event, error) {
-	subject := EventSubject(aggregateID, s.partitions)
-	var events []Event
+func (s *Store) ReadFromLeader(ctx context.Context, aggregateID string, afterSeq uint64) ([]contract.Event, error) {
+	subject := contract.EventSubject(aggregateID, s.partitions)
+	var events []contract.Event
 	for seq := afterSeq + 1; ; {
-		m, err := leaderRequest(ctx, s.js, EventsStream, apiMsgGetRequest{Seq: seq, NextFor: subject})
+		m, err := leaderRequest(ctx, s.js, contract.EventsStream, apiMsgGetRequest{Seq: seq, NextFor: subject})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return events, nil
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 )
@@ -19,11 +20,11 @@ func newStore(t *testing.T, upcasters es.Upcasters) *es.Store {
 	return es.NewStore(js, natstest.Partitions, upcasters)
 }
 
-func event(id string, version int64, typ, data string) es.Event {
-	return es.Event{
+func event(id string, version int64, typ, data string) contract.Event {
+	return contract.Event{
 		ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: typ, SchemaVersion: 1,
 		Version: version, Data: json.RawMessage(data),
-		Metadata: es.Metadata{CausationID: fmt.Sprintf("cmd-%d", version), Timestamp: es.Time{Time: time.Now()}},
+		Metadata: contract.EventMetadata{CausationID: fmt.Sprintf("cmd-%d", version), Timestamp: contract.Time{Time: time.Now()}},
 	}
 }
 
@@ -31,22 +32,22 @@ func TestAppendChecksTheExpectedSequence(t *testing.T) {
 	ctx := context.Background()
 	store := newStore(t, nil)
 
-	seq1, err := store.Append(ctx, "ord-1", 0, []es.Event{event("ord-1", 1, "OrderCreated", `{"customerId":"c"}`)})
+	seq1, err := store.Append(ctx, "ord-1", 0, []contract.Event{event("ord-1", 1, "OrderCreated", `{"customerId":"c"}`)})
 	if err != nil {
 		t.Fatalf("first append: %v", err)
 	}
-	if _, err := store.Append(ctx, "ord-1", 0, []es.Event{event("ord-1", 1, "OrderCreated", `{}`)}); !errors.Is(err, es.ErrConflict) {
+	if _, err := store.Append(ctx, "ord-1", 0, []contract.Event{event("ord-1", 1, "OrderCreated", `{}`)}); !errors.Is(err, es.ErrConflict) {
 		t.Fatalf("append expecting an empty subject: %v, want ErrConflict", err)
 	}
 	// Another order's events move the stream, not ord-1's subject.
-	if _, err := store.Append(ctx, "ord-2", 0, []es.Event{event("ord-2", 1, "OrderCreated", `{}`)}); err != nil {
+	if _, err := store.Append(ctx, "ord-2", 0, []contract.Event{event("ord-2", 1, "OrderCreated", `{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	seq2, err := store.Append(ctx, "ord-1", seq1, []es.Event{event("ord-1", 2, "OrderSubmitted", `{}`)})
+	seq2, err := store.Append(ctx, "ord-1", seq1, []contract.Event{event("ord-1", 2, "OrderSubmitted", `{}`)})
 	if err != nil {
 		t.Fatalf("append at the right sequence: %v", err)
 	}
-	if _, err := store.Append(ctx, "ord-1", seq1, []es.Event{event("ord-1", 2, "OrderSubmitted", `{}`)}); !errors.Is(err, es.ErrConflict) {
+	if _, err := store.Append(ctx, "ord-1", seq1, []contract.Event{event("ord-1", 2, "OrderSubmitted", `{}`)}); !errors.Is(err, es.ErrConflict) {
 		t.Fatalf("stale append: %v, want ErrConflict", err)
 	}
 	events, err := store.Read(ctx, "ord-1", 0)
@@ -67,8 +68,8 @@ func TestAppendChecksTheExpectedSequence(t *testing.T) {
 func TestAppendOfSeveralEventsIsAtomic(t *testing.T) {
 	ctx := context.Background()
 	store := newStore(t, nil)
-	batch := func(from int64, n int) []es.Event {
-		var out []es.Event
+	batch := func(from int64, n int) []contract.Event {
+		var out []contract.Event
 		for i := range n {
 			out = append(out, event("ord-1", from+int64(i), "ItemAdded", `{}`))
 		}
@@ -120,7 +121,7 @@ func TestReadAppliesUpcasters(t *testing.T) {
 	store := newStore(t, up)
 	old := event("ord-1", 1, "ItemAdded", `{"price":5}`)
 	old.SchemaVersion = 0
-	if _, err := store.Append(ctx, "ord-1", 0, []es.Event{old}); err != nil {
+	if _, err := store.Append(ctx, "ord-1", 0, []contract.Event{old}); err != nil {
 		t.Fatal(err)
 	}
 	events, err := store.Read(ctx, "ord-1", 0)
@@ -133,10 +134,10 @@ func TestReadAppliesUpcasters(t *testing.T) {
 }
 
 func TestEventEnvelopeWireForm(t *testing.T) {
-	e := es.Event{ID: "evt-1", AggregateType: "order", AggregateID: "ord-1", Type: "ItemAdded", SchemaVersion: 1, Version: 3,
+	e := contract.Event{ID: "evt-1", AggregateType: "order", AggregateID: "ord-1", Type: "ItemAdded", SchemaVersion: 1, Version: 3,
 		Data: json.RawMessage(`{"productId":"sku-1"}`),
-		Metadata: es.Metadata{UserID: "u-7", CorrelationID: "corr-1", CausationID: "cmd-1",
-			Timestamp: es.Time{Time: time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC)}}}
+		Metadata: contract.EventMetadata{UserID: "u-7", CorrelationID: "corr-1", CausationID: "cmd-1",
+			Timestamp: contract.Time{Time: time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC)}}}
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func TestEventEnvelopeWireForm(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("envelope\n got %s\nwant %s", b, want)
 	}
-	back, err := es.DecodeEvent("s", 9, b)
+	back, err := contract.DecodeEvent("s", 9, b)
 	if err != nil || back.Metadata.Timestamp.Nanosecond() != 123456000 || back.Sequence != 9 {
 		t.Fatalf("decode: %+v %v", back, err)
 	}

@@ -7,15 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go/jetstream"
-)
-
-// Stream names of the wire contract.
-const (
-	CommandsStream  = "ORDERS_COMMANDS"
-	EventsStream    = "ORDERS_EVENTS"
-	SnapshotsStream = "ORDERS_SNAPSHOTS"
-	ResultsStream   = "ORDERS_RESULTS"
 )
 
 // PartitionsKey is the stream metadata key that records the partition count
@@ -59,12 +52,12 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	meta := map[string]string{PartitionsKey: strconv.Itoa(t.Partitions)}
 	return []jetstream.StreamConfig{
 		{
-			Name:        CommandsStream,
+			Name:        contract.CommandsStream,
 			Description: "Order commands, a work queue partitioned by order id.",
-			Subjects:    []string{commandsPrefix + "*.*"},
+			Subjects:    []string{contract.CommandsPrefix + "*.*"},
 			SubjectTransform: &jetstream.SubjectTransformConfig{
-				Source:      commandsPrefix + "*.*",
-				Destination: commandsPrefix + fmt.Sprintf("{{partition(%d,1)}}", t.Partitions) + ".{{wildcard(1)}}.{{wildcard(2)}}",
+				Source:      contract.CommandsPrefix + "*.*",
+				Destination: contract.CommandsPrefix + fmt.Sprintf("{{partition(%d,1)}}", t.Partitions) + ".{{wildcard(1)}}.{{wildcard(2)}}",
 			},
 			Retention:  jetstream.WorkQueuePolicy,
 			Storage:    jetstream.FileStorage,
@@ -73,9 +66,9 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Metadata:   meta,
 		},
 		{
-			Name:               EventsStream,
+			Name:               contract.EventsStream,
 			Description:        "The order event store: one subject per order, immutable.",
-			Subjects:           []string{eventsPrefix + "*.*"},
+			Subjects:           []string{contract.EventsPrefix + "*.*"},
 			Retention:          jetstream.LimitsPolicy,
 			Storage:            jetstream.FileStorage,
 			Replicas:           t.Replicas,
@@ -89,9 +82,9 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Metadata:           meta,
 		},
 		{
-			Name:              SnapshotsStream,
+			Name:              contract.SnapshotsStream,
 			Description:       "Latest snapshot per order; a cache, safe to delete.",
-			Subjects:          []string{snapshotsPrefix + "*"},
+			Subjects:          []string{contract.SnapshotsPrefix + "*"},
 			Storage:           jetstream.FileStorage,
 			Replicas:          t.Replicas,
 			MaxMsgsPerSubject: 1,
@@ -99,9 +92,9 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Metadata:          meta,
 		},
 		{
-			Name:              ResultsStream,
+			Name:              contract.ResultsStream,
 			Description:       "One outcome per command id.",
-			Subjects:          []string{resultsPrefix + ">"},
+			Subjects:          []string{contract.ResultsPrefix + ">"},
 			Storage:           jetstream.FileStorage,
 			Replicas:          t.Replicas,
 			MaxAge:            t.ResultsMaxAge,
@@ -132,7 +125,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 // CheckPartitions verifies that existing streams were created with the
 // given partition count. Missing streams pass: Setup creates them.
 func CheckPartitions(ctx context.Context, js jetstream.JetStream, partitions int) error {
-	for _, name := range []string{CommandsStream, EventsStream} {
+	for _, name := range []string{contract.CommandsStream, contract.EventsStream} {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
@@ -152,7 +145,7 @@ func CheckPartitions(ctx context.Context, js jetstream.JetStream, partitions int
 // RequireStreams verifies that all four streams exist with the given
 // partition count; services that only read (projectors) use it.
 func RequireStreams(ctx context.Context, js jetstream.JetStream, partitions int) error {
-	for _, name := range []string{CommandsStream, EventsStream, SnapshotsStream, ResultsStream} {
+	for _, name := range []string{contract.CommandsStream, contract.EventsStream, contract.SnapshotsStream, contract.ResultsStream} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			return fmt.Errorf("look up stream %s: %w", name, err)
 		}

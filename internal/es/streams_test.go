@@ -3,58 +3,16 @@ package es_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 )
-
-// TestPartitionMatchesServerTransform pins es.Partition to what the
-// server's {{partition(16,1)}} transform stores for the same order id.
-func TestPartitionMatchesServerTransform(t *testing.T) {
-	ctx := context.Background()
-	_, _, js := natstest.Streams(t, natstest.Partitions)
-	ids := []string{"a", "ord-1", "ORD_2", "0", "-", "_", strings.Repeat("z", 128)}
-	rng := rand.New(rand.NewPCG(1, 2))
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-	for range 300 {
-		b := make([]byte, 1+rng.IntN(40))
-		for i := range b {
-			b[i] = alphabet[rng.IntN(len(alphabet))]
-		}
-		ids = append(ids, string(b))
-	}
-	for _, id := range ids {
-		ack, err := js.Publish(ctx, es.CommandSubject(id, "SubmitOrder"), []byte(`{}`))
-		if err != nil {
-			t.Fatalf("publish command for %s: %v", id, err)
-		}
-		stream, err := js.Stream(ctx, es.CommandsStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := stream.GetMsg(ctx, ack.Sequence)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, orderID, typ, ok := es.ParseStoredCommandSubject(m.Subject)
-		if !ok || orderID != id || typ != "SubmitOrder" {
-			t.Fatalf("stored subject %q does not parse back to %s", m.Subject, id)
-		}
-		if want := es.Partition(id, natstest.Partitions); p != want {
-			t.Fatalf("order %q: server put it in partition %d, es.Partition says %d", id, p, want)
-		}
-		if got := es.EventSubject(id, natstest.Partitions); got != fmt.Sprintf("orders.events.%d.%s", p, id) {
-			t.Fatalf("EventSubject(%q) = %s, not in partition %d", id, got, p)
-		}
-	}
-}
 
 func TestSetupIsIdempotentAndRefusesAnotherPartitionCount(t *testing.T) {
 	ctx := context.Background()
@@ -62,7 +20,7 @@ func TestSetupIsIdempotentAndRefusesAnotherPartitionCount(t *testing.T) {
 	if err := es.Setup(ctx, js, natstest.Topology(16)); err != nil {
 		t.Fatalf("second Setup: %v", err)
 	}
-	for _, name := range []string{es.CommandsStream, es.EventsStream, es.SnapshotsStream, es.ResultsStream} {
+	for _, name := range []string{contract.CommandsStream, contract.EventsStream, contract.SnapshotsStream, contract.ResultsStream} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
@@ -71,7 +29,7 @@ func TestSetupIsIdempotentAndRefusesAnotherPartitionCount(t *testing.T) {
 			t.Fatalf("stream %s records %q partitions", name, got)
 		}
 	}
-	events, _ := js.Stream(ctx, es.EventsStream)
+	events, _ := js.Stream(ctx, contract.EventsStream)
 	cfg := events.CachedInfo().Config
 	if !cfg.DenyDelete || !cfg.DenyPurge || !cfg.AllowDirect || !cfg.AllowAtomicPublish || cfg.MaxAge != 0 || cfg.Storage != jetstream.FileStorage {
 		t.Fatalf("events stream config: %+v", cfg)
@@ -101,16 +59,16 @@ func TestTopologyValidate(t *testing.T) {
 }
 
 func TestParseSubjects(t *testing.T) {
-	if p, id, ok := es.ParseEventSubject("orders.events.7.ord-1"); !ok || p != 7 || id != "ord-1" {
+	if p, id, ok := contract.ParseEventSubject("orders.events.7.ord-1"); !ok || p != 7 || id != "ord-1" {
 		t.Fatalf("ParseEventSubject = %d %q %v", p, id, ok)
 	}
 	for _, bad := range []string{"orders.events.x.ord", "orders.events.1", "orders.events.1.a.b", "orders.commands.1.a", "orders.events.1."} {
-		if _, _, ok := es.ParseEventSubject(bad); ok {
+		if _, _, ok := contract.ParseEventSubject(bad); ok {
 			t.Errorf("ParseEventSubject(%q) accepted", bad)
 		}
 	}
 	for _, bad := range []string{"orders.commands.1.a", "orders.commands.x.a.B", "orders.commands.1.a.B.c"} {
-		if _, _, _, ok := es.ParseStoredCommandSubject(bad); ok {
+		if _, _, _, ok := contract.ParseStoredCommandSubject(bad); ok {
 			t.Errorf("ParseStoredCommandSubject(%q) accepted", bad)
 		}
 	}

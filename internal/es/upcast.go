@@ -3,6 +3,8 @@ package es
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/jetsource/jetsource/contract"
 )
 
 // Upcaster rewrites the data of one event type from one schema version to
@@ -22,7 +24,7 @@ type Upcasters map[UpcastKey]Upcaster
 
 // Upcast applies the chain of steps for e's type from its schema version
 // until no step is registered.
-func (u Upcasters) Upcast(e Event) (Event, error) {
+func (u Upcasters) Upcast(e contract.Event) (contract.Event, error) {
 	for {
 		step, ok := u[UpcastKey{Type: e.Type, SchemaVersion: e.SchemaVersion}]
 		if !ok {
@@ -30,7 +32,7 @@ func (u Upcasters) Upcast(e Event) (Event, error) {
 		}
 		data, err := step(e.Data)
 		if err != nil {
-			return Event{}, fmt.Errorf("upcast %s schema %d of event %s: %w", e.Type, e.SchemaVersion, e.ID, err)
+			return contract.Event{}, fmt.Errorf("upcast %s schema %d of event %s: %w", e.Type, e.SchemaVersion, e.ID, err)
 		}
 		e.Data = data
 		e.SchemaVersion++

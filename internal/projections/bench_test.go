@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
@@ -106,11 +107,11 @@ func BenchmarkProjections(b *testing.B) {
 
 // benchWorkload makes n events of orders that run concurrently, a thousand
 // at a time, with stream sequences assigned in publish order.
-func benchWorkload(n int) []es.Event {
+func benchWorkload(n int) []contract.Event {
 	rng := rand.New(rand.NewPCG(42, 43))
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var (
-		out    []es.Event
+		out    []contract.Event
 		active []*script
 		next   int
 	)
@@ -130,11 +131,11 @@ func benchWorkload(n int) []es.Event {
 		for _, ev := range evs {
 			data, _ := json.Marshal(ev)
 			s.version++
-			out = append(out, es.Event{
+			out = append(out, contract.Event{
 				ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: s.id, Type: ev.EventType(),
 				SchemaVersion: order.SchemaVersion, Version: s.version, Data: data,
-				Metadata: es.Metadata{UserID: "bench", CorrelationID: "corr-" + s.id, CausationID: commandType + "-" + s.id,
-					Timestamp: es.Time{Time: clock}},
+				Metadata: contract.EventMetadata{UserID: "bench", CorrelationID: "corr-" + s.id, CausationID: commandType + "-" + s.id,
+					Timestamp: contract.Time{Time: clock}},
 				Sequence: uint64(len(out) + 1),
 			})
 		}
@@ -142,7 +143,7 @@ func benchWorkload(n int) []es.Event {
 	return out
 }
 
-func countOrders(events []es.Event) int {
+func countOrders(events []contract.Event) int {
 	seen := map[string]bool{}
 	for _, e := range events {
 		seen[e.AggregateID] = true
@@ -153,7 +154,7 @@ func countOrders(events []es.Event) int {
 // publish stores the events as the event store would, without its
 // per-append checks (that is the aggregator's cost, not the projector's),
 // and returns the last sequence per partition.
-func publish(b *testing.B, js jetstream.JetStream, events []es.Event) map[int]uint64 {
+func publish(b *testing.B, js jetstream.JetStream, events []contract.Event) map[int]uint64 {
 	b.Helper()
 	ctx := context.Background()
 	futures := make([]jetstream.PubAckFuture, 0, 4096)
@@ -174,11 +175,11 @@ func publish(b *testing.B, js jetstream.JetStream, events []es.Event) map[int]ui
 		if err != nil {
 			b.Fatal(err)
 		}
-		m := nats.NewMsg(es.EventSubject(e.AggregateID, natstest.Partitions))
+		m := nats.NewMsg(contract.EventSubject(e.AggregateID, natstest.Partitions))
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, e.ID)
-		m.Header.Set(es.HeaderEventType, e.Type)
-		m.Header.Set(es.HeaderAggregateVersion, strconv.FormatInt(e.Version, 10))
+		m.Header.Set(contract.HeaderEventType, e.Type)
+		m.Header.Set(contract.HeaderAggregateVersion, strconv.FormatInt(e.Version, 10))
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			b.Fatal(err)
@@ -187,7 +188,7 @@ func publish(b *testing.B, js jetstream.JetStream, events []es.Event) map[int]ui
 		if len(futures) == cap(futures) {
 			wait()
 		}
-		p := es.Partition(e.AggregateID, natstest.Partitions)
+		p := contract.Partition(e.AggregateID, natstest.Partitions)
 		last[p] = max(last[p], e.Sequence)
 	}
 	wait()
@@ -200,7 +201,7 @@ func publish(b *testing.B, js jetstream.JetStream, events []es.Event) map[int]ui
 // changed orders and lines are upserted with one pgx.Batch in one
 // transaction per batch, 16 partitions in parallel over a pool like the
 // runner's.
-func baseline(b *testing.B, e *env, events []es.Event) time.Duration {
+func baseline(b *testing.B, e *env, events []contract.Event) time.Duration {
 	b.Helper()
 	ctx := context.Background()
 	for _, sql := range []string{
@@ -212,9 +213,9 @@ func baseline(b *testing.B, e *env, events []es.Event) time.Duration {
 			b.Fatal(err)
 		}
 	}
-	byPartition := map[int][]es.Event{}
+	byPartition := map[int][]contract.Event{}
 	for _, ev := range events {
-		p := es.Partition(ev.AggregateID, natstest.Partitions)
+		p := contract.Partition(ev.AggregateID, natstest.Partitions)
 		byPartition[p] = append(byPartition[p], ev)
 	}
 	pool := e.pool(b, "baseline")
@@ -247,7 +248,7 @@ type baseRow struct {
 	seq                                          int64
 }
 
-func baseBatch(ctx context.Context, pool *pgxpool.Pool, states map[string]*baseRow, events []es.Event) error {
+func baseBatch(ctx context.Context, pool *pgxpool.Pool, states map[string]*baseRow, events []contract.Event) error {
 	type line struct{ order, product string }
 	var touched []string
 	seen := map[string]bool{}

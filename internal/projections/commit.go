@@ -8,8 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 )
 
 // deadLetter is a row for projection_dead_letters.
@@ -42,7 +41,7 @@ func (w *worker) commitBatch(ctx context.Context, from, to uint64, items []item,
 	}
 	defer rollback(ctx, tx)
 	var (
-		apply   = make([]es.Event, 0, len(items))
+		apply   = make([]contract.Event, 0, len(items))
 		letters []deadLetter
 	)
 	for _, it := range items {
@@ -117,14 +116,14 @@ func (e *applyError) Unwrap() error { return e.err }
 // applyOne applies one event in a savepoint, up to attempts times. It
 // returns an *applyError if the projection kept failing, and any other
 // error if the transaction itself broke.
-func applyOne(ctx context.Context, tx pgx.Tx, p Projection, e es.Event, attempts int) (int, error) {
+func applyOne(ctx context.Context, tx pgx.Tx, p Projection, e contract.Event, attempts int) (int, error) {
 	var last error
 	for n := 1; n <= attempts; n++ {
 		sp, err := tx.Begin(ctx)
 		if err != nil {
 			return n, fmt.Errorf("savepoint: %w", err)
 		}
-		last = p.Apply(ctx, sp, []es.Event{e})
+		last = p.Apply(ctx, sp, []contract.Event{e})
 		if last == nil {
 			if err := sp.Commit(ctx); err != nil {
 				return n, fmt.Errorf("release savepoint: %w", err)

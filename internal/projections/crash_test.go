@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
 )
@@ -16,9 +16,9 @@ import (
 // written and before they commit, and signals held when it does. With
 // honourCtx it gives up when its context ends, and counts that in
 // abandoned.
-func holdAt(n int32, held chan<- struct{}, release <-chan struct{}, honourCtx bool, abandoned *atomic.Int32) func(context.Context, []es.Event) error {
+func holdAt(n int32, held chan<- struct{}, release <-chan struct{}, honourCtx bool, abandoned *atomic.Int32) func(context.Context, []contract.Event) error {
 	var calls atomic.Int32
-	return func(ctx context.Context, _ []es.Event) error {
+	return func(ctx context.Context, _ []contract.Event) error {
 		if calls.Add(1) != n {
 			return nil
 		}

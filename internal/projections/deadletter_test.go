@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
@@ -45,7 +46,7 @@ func TestPoisonEventsAreDeadLetteredAndReplayed(t *testing.T) {
 
 	// An undecodable message, and an event of the same order behind it.
 	bad := "ord-bad"
-	if _, err := e.js.Publish(ctx, es.EventSubject(bad, natstest.Partitions), []byte("{not json")); err != nil {
+	if _, err := e.js.Publish(ctx, contract.EventSubject(bad, natstest.Partitions), []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
 	// The store's expected-sequence check refuses a first event after the
@@ -60,7 +61,7 @@ func TestPoisonEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	var poisonA, poisonD atomic.Bool
 	poisonA.Store(true)
 	poisonD.Store(true)
-	proj := hook{Projection: readmodel.OrderSummary{}, before: func(_ context.Context, events []es.Event) error {
+	proj := hook{Projection: readmodel.OrderSummary{}, before: func(_ context.Context, events []contract.Event) error {
 		for _, ev := range events {
 			if ev.Version == 3 && (ev.AggregateID == a.id && poisonA.Load() || ev.AggregateID == d.id && poisonD.Load()) {
 				return errInjected
@@ -109,7 +110,7 @@ func TestPoisonEventsAreDeadLetteredAndReplayed(t *testing.T) {
 
 	// Every other order is complete; A and D stop before their poison.
 	stored := storedEvents(t, e.store, append(ids(others), a.id, d.id))
-	partial := map[string][]es.Event{a.id: stored[a.id][:2], d.id: stored[d.id][:2]}
+	partial := map[string][]contract.Event{a.id: stored[a.id][:2], d.id: stored[d.id][:2]}
 	for id, events := range stored {
 		if id != a.id && id != d.id {
 			partial[id] = events

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -39,8 +39,8 @@ func TestCheckpointCASStopsAStaleWriter(t *testing.T) {
 		release  = make(chan struct{})
 		heldLast atomic.Uint64
 	)
-	proj := hook{Projection: readmodel.OrderSummary{}, after: func(_ context.Context, events []es.Event) error {
-		if es.Partition(events[0].AggregateID, natstest.Partitions) == p && armed.CompareAndSwap(true, false) {
+	proj := hook{Projection: readmodel.OrderSummary{}, after: func(_ context.Context, events []contract.Event) error {
+		if contract.Partition(events[0].AggregateID, natstest.Partitions) == p && armed.CompareAndSwap(true, false) {
 			heldLast.Store(events[len(events)-1].Sequence)
 			held <- struct{}{}
 			<-release
@@ -83,7 +83,7 @@ func TestCheckpointCASStopsAStaleWriter(t *testing.T) {
 	skipped := 0
 	for _, events := range stored {
 		for _, ev := range events {
-			if es.Partition(ev.AggregateID, natstest.Partitions) == p && ev.Sequence > heldLast.Load() && ev.Sequence <= claimed {
+			if contract.Partition(ev.AggregateID, natstest.Partitions) == p && ev.Sequence > heldLast.Load() && ev.Sequence <= claimed {
 				skip[ev.ID] = true
 				skipped++
 			}
@@ -134,7 +134,7 @@ func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
 		held    = make(chan struct{}, 1)
 		release = make(chan struct{})
 	)
-	proj := hook{Projection: readmodel.OrderHistory{}, after: func(context.Context, []es.Event) error {
+	proj := hook{Projection: readmodel.OrderHistory{}, after: func(context.Context, []contract.Event) error {
 		if armed.CompareAndSwap(true, false) {
 			held <- struct{}{}
 			<-release
@@ -151,7 +151,7 @@ func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
 	const p = 5
 	var more []*script
 	for i := 0; len(more) < 10; i++ {
-		if id := fmt.Sprintf("b-%d", i); es.Partition(id, natstest.Partitions) == p {
+		if id := fmt.Sprintf("b-%d", i); contract.Partition(id, natstest.Partitions) == p {
 			more = append(more, newScript(f.rng, id))
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/pgtest"
@@ -284,10 +285,10 @@ var allTables = []string{"orders", "order_items", "order_history", "sales_daily"
 // projection's Apply, after once it has written its rows (uncommitted).
 type hook struct {
 	projections.Projection
-	before, after func(ctx context.Context, events []es.Event) error
+	before, after func(ctx context.Context, events []contract.Event) error
 }
 
-func (h hook) Apply(ctx context.Context, tx pgx.Tx, events []es.Event) error {
+func (h hook) Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error {
 	if h.before != nil {
 		if err := h.before(ctx, events); err != nil {
 			return err

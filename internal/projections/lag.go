@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetsource/jetsource/internal/es"
 )
 
 // PartitionLag is how far one partition of a projection is behind the
@@ -38,7 +37,7 @@ func (a *Admin) Lag(ctx context.Context, projection string) ([]PartitionLag, err
 	if err != nil {
 		return nil, err
 	}
-	stream, err := a.js.Stream(ctx, es.EventsStream)
+	stream, err := a.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		return nil, fmt.Errorf("lag of %s: look up stream: %w", projection, err)
 	}
@@ -50,7 +49,7 @@ func (a *Admin) Lag(ctx context.Context, projection string) ([]PartitionLag, err
 		if l.EventsBehind, err = eventsBehind(ctx, stream, ConsumerName(a.cfg.Schema, projection, p), p, cp.LastSequence); err != nil {
 			return nil, fmt.Errorf("lag of %s partition %d: %w", projection, p, err)
 		}
-		next, err := stream.GetMsg(ctx, cp.LastSequence+1, jetstream.WithGetMsgSubject(es.EventPartitionFilter(p)))
+		next, err := stream.GetMsg(ctx, cp.LastSequence+1, jetstream.WithGetMsgSubject(contract.EventPartitionFilter(p)))
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		case err != nil:
@@ -74,7 +73,7 @@ func eventsBehind(ctx context.Context, stream jetstream.Stream, consumer string,
 		return 0, err
 	}
 	probe, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubject:     es.EventPartitionFilter(p),
+		FilterSubject:     contract.EventPartitionFilter(p),
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       cursor + 1,
 		AckPolicy:         jetstream.AckNonePolicy,

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
 
@@ -35,7 +35,7 @@ type Projection interface {
 	// Tables lists the tables the projection owns, without a schema. A
 	// rebuild creates fresh copies of exactly these and swaps them in.
 	Tables() []string
-	Apply(ctx context.Context, tx pgx.Tx, events []es.Event) error
+	Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error
 }
 
 // maxProjectionName keeps derived names (shadow schema, consumer names,

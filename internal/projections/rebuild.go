@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 )
 
@@ -245,7 +246,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 // shadowPending sums the rebuild consumers' undelivered and unacknowledged
 // events.
 func (a *Admin) shadowPending(ctx context.Context, projection string) (uint64, error) {
-	stream, err := a.js.Stream(ctx, es.EventsStream)
+	stream, err := a.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		return 0, err
 	}
@@ -264,13 +265,13 @@ func (a *Admin) shadowPending(ctx context.Context, projection string) (uint64, e
 // partitionHeads returns the stream sequence of each partition's last
 // stored event, 0 for a partition without events.
 func (a *Admin) partitionHeads(ctx context.Context) ([]uint64, error) {
-	stream, err := a.js.Stream(ctx, es.EventsStream)
+	stream, err := a.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
-		return nil, fmt.Errorf("look up stream %s: %w", es.EventsStream, err)
+		return nil, fmt.Errorf("look up stream %s: %w", contract.EventsStream, err)
 	}
 	heads := make([]uint64, a.cfg.Partitions)
 	for p := range heads {
-		m, err := stream.GetLastMsgForSubject(ctx, es.EventPartitionFilter(p))
+		m, err := stream.GetLastMsgForSubject(ctx, contract.EventPartitionFilter(p))
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		case err != nil:
@@ -312,7 +313,7 @@ func (a *Admin) shadowReached(ctx context.Context, projection string, targets []
 }
 
 func (a *Admin) deleteConsumer(ctx context.Context, name string) error {
-	stream, err := a.js.Stream(ctx, es.EventsStream)
+	stream, err := a.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		return err
 	}

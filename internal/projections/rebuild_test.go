@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -115,7 +115,7 @@ func TestRebuildSwapsInIdenticalTables(t *testing.T) {
 	if err := e.db.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'jetsource\_%'`).Scan(&leftovers); err != nil || leftovers != 0 {
 		t.Errorf("%d shadow or retired schemas are left, %v", leftovers, err)
 	}
-	stream, err := e.js.Stream(ctx, es.EventsStream)
+	stream, err := e.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestRebuildSwapsInIdenticalTables(t *testing.T) {
 		release = make(chan struct{})
 		rewound atomic.Int32
 	)
-	hold := hook{Projection: readmodel.SalesDaily{}, before: func(context.Context, []es.Event) error {
+	hold := hook{Projection: readmodel.SalesDaily{}, before: func(context.Context, []contract.Event) error {
 		if armed.CompareAndSwap(true, false) {
 			held <- struct{}{}
 			<-release
@@ -165,7 +165,7 @@ func TestRebuildSwapsInIdenticalTables(t *testing.T) {
 	rebuilt := make(chan result, 1)
 	// A slow shadow is still far behind when all its workers have started
 	// and the rebuild swaps, even where starting them takes long (-race).
-	slow := hook{Projection: readmodel.SalesDaily{}, before: func(context.Context, []es.Event) error {
+	slow := hook{Projection: readmodel.SalesDaily{}, before: func(context.Context, []contract.Event) error {
 		time.Sleep(200 * time.Millisecond)
 		return nil
 	}}
@@ -236,7 +236,7 @@ func TestOneRebuildAtATime(t *testing.T) {
 	held := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
-	slow := hook{Projection: readmodel.OrderHistory{}, before: func(context.Context, []es.Event) error {
+	slow := hook{Projection: readmodel.OrderHistory{}, before: func(context.Context, []contract.Event) error {
 		once.Do(func() { close(held) })
 		<-release
 		return nil
@@ -289,7 +289,7 @@ func TestRebuildSwapsUnderSteadyWrites(t *testing.T) {
 	const bound = 20 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	stream, err := e.js.Stream(ctx, es.EventsStream)
+	stream, err := e.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}

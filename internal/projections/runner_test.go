@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -74,14 +74,14 @@ func TestReadModelsMatchTheEvents(t *testing.T) {
 			}
 		}
 	}
-	stream, err := e.js.Stream(context.Background(), es.EventsStream)
+	stream, err := e.js.Stream(context.Background(), contract.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for p := range natstest.Partitions {
 		name := projections.ConsumerName(schema, readmodel.NameOrderSummary, p)
 		c, err := stream.Consumer(context.Background(), name)
-		if err != nil || c.CachedInfo().Config.FilterSubject != es.EventPartitionFilter(p) {
+		if err != nil || c.CachedInfo().Config.FilterSubject != contract.EventPartitionFilter(p) {
 			t.Errorf("consumer %s: %v", name, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
@@ -71,7 +72,7 @@ type item struct {
 	subject string
 	orderID string
 	body    []byte
-	event   es.Event
+	event   contract.Event
 	// err says why the event cannot be decoded; it is dead-lettered
 	// without being applied.
 	err error
@@ -119,15 +120,15 @@ func (w *worker) session(stop, kill context.Context) error {
 	if err := w.checkFence(kill); err != nil {
 		return err
 	}
-	stream, err := w.js.Stream(kill, es.EventsStream)
+	stream, err := w.js.Stream(kill, contract.EventsStream)
 	if err != nil {
-		return fmt.Errorf("look up stream %s: %w", es.EventsStream, err)
+		return fmt.Errorf("look up stream %s: %w", contract.EventsStream, err)
 	}
 	name := w.consumerName(w.partition)
 	cons, err := stream.CreateOrUpdateConsumer(kill, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "projection " + w.target.projection + " in schema " + w.target.schema,
-		FilterSubject: es.EventPartitionFilter(w.partition),
+		FilterSubject: contract.EventPartitionFilter(w.partition),
 		// DeliverAll allows a reset to any sequence, also below the
 		// cursor a rebuild swap left behind.
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
@@ -299,14 +300,14 @@ func (w *worker) decode(m jetstream.Msg, seq uint64) item {
 // its order's later events parked behind it.
 func decodeItem(subject string, seq uint64, body []byte, up es.Upcasters) item {
 	it := item{seq: seq, subject: subject, body: body}
-	_, orderID, ok := es.ParseEventSubject(subject)
+	_, orderID, ok := contract.ParseEventSubject(subject)
 	if !ok {
 		it.orderID = subject
 		it.err = fmt.Errorf("%w: subject %q is not an order's event subject", es.ErrCorrupt, subject)
 		return it
 	}
 	it.orderID = orderID
-	e, err := es.DecodeEvent(subject, seq, body)
+	e, err := contract.DecodeEvent(subject, seq, body)
 	if err != nil {
 		it.err = fmt.Errorf("%w: %v", es.ErrCorrupt, err)
 		return it

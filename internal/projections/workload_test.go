@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
@@ -188,18 +189,18 @@ func (f *feeder) tryAppend(s *script, commandType string, events []order.Event) 
 	f.cmds++
 	f.clock = f.clock.Add(time.Duration(1+f.rng.IntN(900)) * time.Second).Add(time.Duration(f.rng.IntN(1e6)) * time.Microsecond)
 	cmdID := fmt.Sprintf("cmd-%d", f.cmds)
-	envs := make([]es.Event, len(events))
+	envs := make([]contract.Event, len(events))
 	for i, e := range events {
 		data, err := json.Marshal(e)
 		if err != nil {
 			return err
 		}
 		s.version++
-		envs[i] = es.Event{
+		envs[i] = contract.Event{
 			ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: s.id, Type: e.EventType(),
 			SchemaVersion: order.SchemaVersion, Version: s.version, Data: data,
-			Metadata: es.Metadata{UserID: "user-" + commandType, CorrelationID: "corr-" + s.id, CausationID: cmdID,
-				Timestamp: es.Time{Time: f.clock}},
+			Metadata: contract.EventMetadata{UserID: "user-" + commandType, CorrelationID: "corr-" + s.id, CausationID: cmdID,
+				Timestamp: contract.Time{Time: f.clock}},
 		}
 	}
 	seq, err := f.store.Append(context.Background(), s.id, f.last[s.id], envs)
@@ -252,7 +253,7 @@ func (f *feeder) scripts(prefix string, n int) []*script {
 func (f *feeder) lastByPartition() map[int]uint64 {
 	out := map[int]uint64{}
 	for id, seq := range f.last {
-		p := es.Partition(id, natstest.Partitions)
+		p := contract.Partition(id, natstest.Partitions)
 		out[p] = max(out[p], seq)
 	}
 	return out
@@ -260,9 +261,9 @@ func (f *feeder) lastByPartition() map[int]uint64 {
 
 // storedEvents reads back every order's events as stored, with their
 // sequences: the input of the expected read models.
-func storedEvents(t testing.TB, store *es.Store, orderIDs []string) map[string][]es.Event {
+func storedEvents(t testing.TB, store *es.Store, orderIDs []string) map[string][]contract.Event {
 	t.Helper()
-	out := map[string][]es.Event{}
+	out := map[string][]contract.Event{}
 	for _, id := range orderIDs {
 		events, err := store.Read(context.Background(), id, 0)
 		if err != nil {
@@ -316,7 +317,7 @@ func canonicalJSON(t testing.TB, data []byte) string {
 
 // fold computes the expected rows. skip lists event ids the read models
 // must not see (skipped dead letters).
-func fold(t testing.TB, stored map[string][]es.Event, skip map[string]bool) expected {
+func fold(t testing.TB, stored map[string][]contract.Event, skip map[string]bool) expected {
 	t.Helper()
 	var exp expected
 	type dayCur struct {

@@ -7,10 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetsource/jetsource/internal/es"
 )
 
 // Command is one command message ready to publish, with the outcome the
@@ -25,7 +24,7 @@ type Command struct {
 
 // Msg is the command as a NATS message on its contract subject.
 func (c Command) Msg() *nats.Msg {
-	m := nats.NewMsg(es.CommandSubject(c.OrderID, c.Type))
+	m := nats.NewMsg(contract.CommandSubject(c.OrderID, c.Type))
 	m.Header.Set(jetstream.MsgIDHeader, c.ID)
 	m.Data = c.Body
 	return m

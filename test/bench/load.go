@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/workload"
@@ -51,7 +52,7 @@ func benchLoad(ctx context.Context, cfg config, t *targets) error {
 			return err
 		}
 	}
-	err = waitResult(ctx, js, es.ResultSubject(cmds[len(cmds)-1].ID))
+	err = waitResult(ctx, js, contract.ResultSubject(cmds[len(cmds)-1].ID))
 	agg.stop()
 	if err != nil {
 		return fmt.Errorf("waiting for the order to be built: %w", err)
@@ -109,7 +110,7 @@ func benchLoad(ctx context.Context, cfg config, t *targets) error {
 
 // waitResult waits until a result is stored on subject.
 func waitResult(ctx context.Context, js jetstream.JetStream, subject string) error {
-	results, err := js.Stream(ctx, es.ResultsStream)
+	results, err := js.Stream(ctx, contract.ResultsStream)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -137,7 +138,7 @@ func rawAppends(ctx context.Context, js jetstream.JetStream, n, total int) (floa
 	last := make([]uint64, n)
 	subjects := make([]string, n)
 	for i := range subjects {
-		subjects[i] = es.EventSubject("raw-"+strconv.Itoa(i), partitions)
+		subjects[i] = contract.EventSubject("raw-"+strconv.Itoa(i), partitions)
 	}
 	body := make([]byte, 300)
 	start := time.Now()
@@ -191,8 +192,8 @@ func throughput(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, agg 
 	)
 	done := make(chan struct{})
 	sub, err := nc.Subscribe("orders.results.>", func(m *nats.Msg) {
-		var r es.Result
-		if err := json.Unmarshal(m.Data, &r); err != nil || (r.Status == es.StatusAccepted) != want[r.CommandID] {
+		var r contract.Result
+		if err := json.Unmarshal(m.Data, &r); err != nil || (r.Status == contract.StatusAccepted) != want[r.CommandID] {
 			mu.Lock()
 			wrong = append(wrong, string(m.Data))
 			mu.Unlock()
@@ -248,7 +249,7 @@ func throughput(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, agg 
 
 // waitAcknowledged waits until the command work queue is empty.
 func waitAcknowledged(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, es.CommandsStream)
+	s, err := js.Stream(ctx, contract.CommandsStream)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/workload"
@@ -49,19 +50,19 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 		published <- nil
 	}()
 
-	results, err := js.Stream(ctx, es.ResultsStream)
+	results, err := js.Stream(ctx, contract.ResultsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resultOf := func(id string) (es.Result, bool) {
-		m, err := results.GetLastMsgForSubject(ctx, es.ResultSubject(id))
+	resultOf := func(id string) (contract.Result, bool) {
+		m, err := results.GetLastMsgForSubject(ctx, contract.ResultSubject(id))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return es.Result{}, false
+			return contract.Result{}, false
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r es.Result
+		var r contract.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +83,7 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 	}
 
 	deadline := time.Now().Add(60 * time.Second)
-	outcome := map[string]es.Result{}
+	outcome := map[string]contract.Result{}
 	for _, c := range cmds {
 		for {
 			r, ok := resultOf(c.ID)
@@ -102,10 +103,10 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 	acceptedPerOrder := map[string]int{}
 	for _, c := range cmds {
 		r := outcome[c.ID]
-		if (r.Status == es.StatusAccepted) != c.WantAccepted {
+		if (r.Status == contract.StatusAccepted) != c.WantAccepted {
 			t.Fatalf("command %s (%s) has outcome %+v, want accepted=%v", c.ID, c.Type, r, c.WantAccepted)
 		}
-		if r.Status == es.StatusAccepted {
+		if r.Status == contract.StatusAccepted {
 			acceptedPerOrder[c.OrderID]++
 		}
 	}
@@ -124,7 +125,7 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 				t.Fatalf("order %s: command %s stored twice", id, e.Metadata.CausationID)
 			}
 			causes[e.Metadata.CausationID] = true
-			if r := outcome[e.Metadata.CausationID]; r.Status != es.StatusAccepted || r.Version != e.Version || r.EventIDs[0] != e.ID {
+			if r := outcome[e.Metadata.CausationID]; r.Status != contract.StatusAccepted || r.Version != e.Version || r.EventIDs[0] != e.ID {
 				t.Fatalf("order %s: event %s does not match its command's result %+v", id, e.ID, r)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -106,10 +107,10 @@ func TestClusterLeaderFailover(t *testing.T) {
 	}()
 
 	<-killAt
-	leader := streamLeader(t, js, es.EventsStream)
+	leader := streamLeader(t, js, contract.EventsStream)
 	for _, s := range servers {
 		if s.Name() == leader {
-			t.Logf("killing %s, leader of %s", leader, es.EventsStream)
+			t.Logf("killing %s, leader of %s", leader, contract.EventsStream)
 			s.Shutdown()
 		}
 	}
@@ -118,7 +119,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 
 	// Every acknowledged raw append is there, once, in order.
 	for id, ids := range acked {
-		var events []es.Event
+		var events []contract.Event
 		retry(t, 30*time.Second, "read "+id+" from the leader", func() error {
 			var err error
 			events, err = store.ReadFromLeader(ctx, id, 0)
@@ -138,25 +139,25 @@ func TestClusterLeaderFailover(t *testing.T) {
 		}
 	}
 	// Every command has one outcome matching the events.
-	results, err := js.Stream(ctx, es.ResultsStream)
+	results, err := js.Stream(ctx, contract.ResultsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cmds {
-		var r es.Result
+		var r contract.Result
 		retry(t, 60*time.Second, "result of "+c.ID, func() error {
-			m, err := results.GetLastMsgForSubject(ctx, es.ResultSubject(c.ID))
+			m, err := results.GetLastMsgForSubject(ctx, contract.ResultSubject(c.ID))
 			if err != nil {
 				return err
 			}
 			return json.Unmarshal(m.Data, &r)
 		})
-		if (r.Status == es.StatusAccepted) != c.WantAccepted {
+		if (r.Status == contract.StatusAccepted) != c.WantAccepted {
 			events, _ := store.ReadFromLeader(ctx, c.OrderID, 0)
 			for _, e := range events {
 				t.Logf("  %s v%d seq %d %s caused by %s", e.AggregateID, e.Version, e.Sequence, e.Type, e.Metadata.CausationID)
 			}
-			p := fmt.Sprintf(`"partition":%d`, es.Partition(c.OrderID, natstest.Partitions))
+			p := fmt.Sprintf(`"partition":%d`, contract.Partition(c.OrderID, natstest.Partitions))
 			for _, line := range strings.Split(aggLog.String(), "\n") {
 				if strings.Contains(line, c.OrderID) || strings.Contains(line, p+",") || strings.Contains(line, p+"}") {
 					t.Log(line)
@@ -187,8 +188,8 @@ func TestClusterLeaderFailover(t *testing.T) {
 // its own event if it is there.
 func appendOne(t *testing.T, store *es.Store, id string, v int64, ok func(eventID string)) {
 	ctx := context.Background()
-	e := es.Event{ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: v,
-		Data: json.RawMessage(`{}`), Metadata: es.Metadata{Timestamp: es.Time{Time: time.Now()}}}
+	e := contract.Event{ID: es.NewEventID(time.Now()), AggregateType: "order", AggregateID: id, Type: "ItemAdded", SchemaVersion: 1, Version: v,
+		Data: json.RawMessage(`{}`), Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Now()}}}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		op, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -213,7 +214,7 @@ func appendOne(t *testing.T, store *es.Store, id string, v int64, ok func(eventI
 			last = events[len(events)-1].Sequence
 		}
 		op, cancel = context.WithTimeout(ctx, 2*time.Second)
-		_, err = store.Append(op, id, last, []es.Event{e})
+		_, err = store.Append(op, id, last, []contract.Event{e})
 		cancel()
 		if err == nil {
 			ok(e.ID)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,9 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/jetsource/jetsource/client"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
 )
@@ -31,7 +34,7 @@ type lzInput struct {
 // code and version; for a read the state it returned.
 type lzOutput struct {
 	accepted bool
-	code     string
+	code     contract.Code
 	version  int64
 	state    order.State
 }
@@ -97,6 +100,11 @@ func TestCommandsAreLinearizable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	repo := aggregator.NewRepository(es.NewStore(js, natstest.Partitions, nil), es.RepositoryConfig{})
+	read := func(ctx context.Context, orderID string) (order.State, error) {
+		l, err := repo.LoadAsOf(ctx, orderID, es.AsOf{})
+		return l.State.Order, err
+	}
 
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -130,7 +138,7 @@ func TestCommandsAreLinearizable(t *testing.T) {
 	for _, id := range orders {
 		in := lzInput{orderID: id, cmd: order.CreateOrder{CustomerID: "c"}}
 		call := time.Since(start).Nanoseconds()
-		out, ok := perform(t, c, in)
+		out, ok := perform(t, c, read, in)
 		if !ok {
 			t.FailNow()
 		}
@@ -148,13 +156,13 @@ func TestCommandsAreLinearizable(t *testing.T) {
 				if pay, ok := in.cmd.(order.PayOrder); ok && rng.IntN(2) == 0 {
 					// Pay what a read says the total is: right unless
 					// another client changed the order in between.
-					if s, err := c.StateAsOf(context.Background(), in.orderID, 0, time.Time{}); err == nil {
+					if s, err := read(context.Background(), in.orderID); err == nil {
 						pay.AmountCents = s.TotalCents
 						in.cmd = pay
 					}
 				}
 				call := time.Since(start).Nanoseconds()
-				out, ok := perform(t, c, in)
+				out, ok := perform(t, c, read, in)
 				ret := time.Since(start).Nanoseconds()
 				if !ok {
 					return
@@ -181,18 +189,30 @@ func TestCommandsAreLinearizable(t *testing.T) {
 	}
 }
 
-func perform(t *testing.T, c *client.Client, in lzInput) (lzOutput, bool) {
+// perform sends a command with the client, or reads the order's state from
+// the event store as the aggregator loads it.
+func perform(t *testing.T, c *client.Client, read func(context.Context, string) (order.State, error), in lzInput) (lzOutput, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if in.cmd == nil {
-		s, err := c.StateAsOf(ctx, in.orderID, 0, time.Time{})
+		s, err := read(ctx, in.orderID)
 		if err != nil {
 			t.Errorf("read %s: %v", in.orderID, err)
 			return lzOutput{}, false
 		}
 		return lzOutput{state: s}, true
 	}
-	r, err := c.Send(ctx, client.NewEnvelope(in.orderID, in.cmd))
+	data, err := json.Marshal(in.cmd)
+	if err != nil {
+		t.Errorf("encode %s: %v", in.cmd.CommandType(), err)
+		return lzOutput{}, false
+	}
+	cmd, err := contract.ParseCommand(in.cmd.CommandType(), data)
+	if err != nil {
+		t.Errorf("the contract does not read %s %s: %v", in.cmd.CommandType(), data, err)
+		return lzOutput{}, false
+	}
+	r, err := c.Send(ctx, client.NewEnvelope(in.orderID, cmd))
 	var rejected *client.RejectedError
 	switch {
 	case err == nil:

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -146,11 +146,11 @@ func waitResult(t *testing.T, js jetstream.JetStream, commandID string) {
 	t.Helper()
 	ctx := context.Background()
 	eventually(t, 30*time.Second, fmt.Sprintf("result of %s", commandID), func() bool {
-		s, err := js.Stream(ctx, es.ResultsStream)
+		s, err := js.Stream(ctx, contract.ResultsStream)
 		if err != nil {
 			return false
 		}
-		_, err = s.GetLastMsgForSubject(ctx, es.ResultSubject(commandID))
+		_, err = s.GetLastMsgForSubject(ctx, contract.ResultSubject(commandID))
 		return err == nil
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -167,10 +168,10 @@ func (s *stack) publish(ctx context.Context, cmds []workload.Command, pace time.
 }
 
 // results waits for the result of every command.
-func (s *stack) results(cmds []workload.Command, within time.Duration) map[string]es.Result {
+func (s *stack) results(cmds []workload.Command, within time.Duration) map[string]contract.Result {
 	s.t.Helper()
 	ctx := context.Background()
-	out := make(map[string]es.Result, len(cmds))
+	out := make(map[string]contract.Result, len(cmds))
 	deadline := time.Now().Add(within)
 	for _, c := range cmds {
 		for {
@@ -188,29 +189,29 @@ func (s *stack) results(cmds []workload.Command, within time.Duration) map[strin
 	return out
 }
 
-func (s *stack) lookup(ctx context.Context, commandID string) (es.Result, bool, error) {
-	stream, err := s.js.Stream(ctx, es.ResultsStream)
+func (s *stack) lookup(ctx context.Context, commandID string) (contract.Result, bool, error) {
+	stream, err := s.js.Stream(ctx, contract.ResultsStream)
 	if err != nil {
-		return es.Result{}, false, err
+		return contract.Result{}, false, err
 	}
-	m, err := stream.GetLastMsgForSubject(ctx, es.ResultSubject(commandID))
+	m, err := stream.GetLastMsgForSubject(ctx, contract.ResultSubject(commandID))
 	if err != nil {
-		return es.Result{}, false, err
+		return contract.Result{}, false, err
 	}
-	var r es.Result
+	var r contract.Result
 	return r, json.Unmarshal(m.Data, &r) == nil, nil
 }
 
 // lastSequences is the newest event sequence of every partition.
 func (s *stack) lastSequences(ctx context.Context) map[int]uint64 {
 	s.t.Helper()
-	stream, err := s.js.Stream(ctx, es.EventsStream)
+	stream, err := s.js.Stream(ctx, contract.EventsStream)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	out := map[int]uint64{}
 	for p := range natstest.Partitions {
-		m, err := stream.GetLastMsgForSubject(ctx, es.EventPartitionFilter(p))
+		m, err := stream.GetLastMsgForSubject(ctx, contract.EventPartitionFilter(p))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
@@ -261,17 +262,17 @@ type verification struct {
 // checkOutcomes asserts every command got exactly the outcome the workload
 // intends and every order's events are exact: versions 1..n without gaps,
 // each command's event stored once and matching its result.
-func (s *stack) checkOutcomes(cmds []workload.Command, results map[string]es.Result) verification {
+func (s *stack) checkOutcomes(cmds []workload.Command, results map[string]contract.Result) verification {
 	s.t.Helper()
 	ctx := context.Background()
 	v := verification{commands: len(cmds)}
 	perOrder := map[string]int{}
 	for _, c := range cmds {
 		r := results[c.ID]
-		if (r.Status == es.StatusAccepted) != c.WantAccepted {
+		if (r.Status == contract.StatusAccepted) != c.WantAccepted {
 			s.t.Fatalf("command %s (%s): %+v %+v, want accepted=%v", c.ID, c.Type, r, r.Error, c.WantAccepted)
 		}
-		if r.Status == es.StatusAccepted {
+		if r.Status == contract.StatusAccepted {
 			v.accepted++
 			perOrder[c.OrderID]++
 		} else {
@@ -292,7 +293,7 @@ func (s *stack) checkOutcomes(cmds []workload.Command, results map[string]es.Res
 				s.t.Fatalf("order %s: event %d has version %d (lost or duplicated event)", orderID, i, e.Version)
 			case seen[e.Metadata.CausationID]:
 				s.t.Fatalf("order %s: command %s stored twice", orderID, e.Metadata.CausationID)
-			case r.Status != es.StatusAccepted || r.Version != e.Version || r.EventIDs[0] != e.ID:
+			case r.Status != contract.StatusAccepted || r.Version != e.Version || r.EventIDs[0] != e.ID:
 				s.t.Fatalf("order %s: event %s does not match its command's result %+v", orderID, e.ID, r)
 			}
 			seen[e.Metadata.CausationID] = true

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/jetsource/jetsource/client"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
@@ -56,7 +57,7 @@ func TestOneTraceFromCommandToProjectedRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	sendCtx, root := tp.Tracer("test").Start(ctx, "checkout")
-	r, err := c.Send(sendCtx, client.NewEnvelope("ord-traced", client.CreateOrder{CustomerID: "c"}))
+	r, err := c.Send(sendCtx, client.NewEnvelope("ord-traced", contract.CreateOrder{CustomerID: "c"}))
 	root.End()
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
 	"github.com/jetsource/jetsource/internal/projections"
 )
@@ -51,14 +51,14 @@ func New(name string) (projections.Projection, error) {
 
 // parsed is an envelope with its decoded data.
 type parsed struct {
-	es.Event
+	contract.Event
 	data order.Event
 	at   time.Time
 }
 
 // parse decodes every event's data up front, so a bad event fails the
 // batch before anything is written.
-func parse(events []es.Event) ([]parsed, error) {
+func parse(events []contract.Event) ([]parsed, error) {
 	out := make([]parsed, len(events))
 	for i, e := range events {
 		if e.SchemaVersion != order.SchemaVersion {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
 	"github.com/jetsource/jetsource/internal/pgtest"
 	"github.com/jetsource/jetsource/internal/projections"
@@ -24,17 +24,17 @@ func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
 var seq uint64
 
-func ev(orderID string, version int64, data order.Event) es.Event {
+func ev(orderID string, version int64, data order.Event) contract.Event {
 	body, _ := json.Marshal(data)
 	seq++
-	return es.Event{ID: fmt.Sprintf("evt-%d", seq), AggregateType: order.AggregateType, AggregateID: orderID,
+	return contract.Event{ID: fmt.Sprintf("evt-%d", seq), AggregateType: order.AggregateType, AggregateID: orderID,
 		Type: data.EventType(), SchemaVersion: order.SchemaVersion, Version: version, Data: body, Sequence: seq,
-		Metadata: es.Metadata{Timestamp: es.Time{Time: time.Date(2026, 5, 1, 12, 0, int(seq), 0, time.UTC)}}}
+		Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Date(2026, 5, 1, 12, 0, int(seq), 0, time.UTC)}}}
 }
 
 // apply applies batches in one transaction each, as a runner would, and
 // returns the error of the last one.
-func apply(t *testing.T, db *pgxpool.Pool, p projections.Projection, batches ...[]es.Event) error {
+func apply(t *testing.T, db *pgxpool.Pool, p projections.Projection, batches ...[]contract.Event) error {
 	t.Helper()
 	var err error
 	for _, b := range batches {
@@ -67,7 +67,7 @@ func TestApplyRejectsEventsThatDoNotFit(t *testing.T) {
 	if _, err := migrations.Apply(context.Background(), db, "jetsource"); err != nil {
 		t.Fatal(err)
 	}
-	created := func(id string) es.Event { return ev(id, 1, order.OrderCreated{CustomerID: "c", Currency: "EUR"}) }
+	created := func(id string) contract.Event { return ev(id, 1, order.OrderCreated{CustomerID: "c", Currency: "EUR"}) }
 	newer := created("ord-v2")
 	newer.SchemaVersion = 2
 	unknown := created("ord-x")
@@ -76,19 +76,19 @@ func TestApplyRejectsEventsThatDoNotFit(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		p       projections.Projection
-		batches [][]es.Event
+		batches [][]contract.Event
 		want    error
 	}{
 		{"summary: version repeated", readmodel.OrderSummary{},
-			[][]es.Event{{created("ord-1")}, {ev("ord-1", 1, order.OrderSubmitted{})}}, readmodel.ErrUnexpectedEvent},
+			[][]contract.Event{{created("ord-1")}, {ev("ord-1", 1, order.OrderSubmitted{})}}, readmodel.ErrUnexpectedEvent},
 		{"summary: order never created", readmodel.OrderSummary{},
-			[][]es.Event{{ev("ord-2", 2, order.ItemAdded{ProductID: "p", Quantity: 1})}}, readmodel.ErrUnexpectedEvent},
-		{"summary: newer schema version", readmodel.OrderSummary{}, [][]es.Event{{newer}}, readmodel.ErrUnexpectedEvent},
-		{"history: unknown event type", readmodel.OrderHistory{}, [][]es.Event{{unknown}}, nil},
+			[][]contract.Event{{ev("ord-2", 2, order.ItemAdded{ProductID: "p", Quantity: 1})}}, readmodel.ErrUnexpectedEvent},
+		{"summary: newer schema version", readmodel.OrderSummary{}, [][]contract.Event{{newer}}, readmodel.ErrUnexpectedEvent},
+		{"history: unknown event type", readmodel.OrderHistory{}, [][]contract.Event{{unknown}}, nil},
 		{"history: event recorded twice", readmodel.OrderHistory{},
-			[][]es.Event{{created("ord-3")}, {ev("ord-3", 1, order.OrderSubmitted{})}}, nil},
+			[][]contract.Event{{created("ord-3")}, {ev("ord-3", 1, order.OrderSubmitted{})}}, nil},
 		{"sales: payment of an order never created", readmodel.SalesDaily{},
-			[][]es.Event{{ev("ord-4", 4, order.OrderPaid{PaymentID: "p", AmountCents: 10})}}, readmodel.ErrUnexpectedEvent},
+			[][]contract.Event{{ev("ord-4", 4, order.OrderPaid{PaymentID: "p", AmountCents: 10})}}, readmodel.ErrUnexpectedEvent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := apply(t, db, tc.p, tc.batches...)
@@ -111,8 +111,8 @@ func TestSummaryAllowsAGapLeftBySkip(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = apply(t, db, readmodel.OrderSummary{},
-		[]es.Event{ev("ord-1", 1, order.OrderCreated{CustomerID: "c", Currency: "USD"})},
-		[]es.Event{ev("ord-1", 3, order.ItemAdded{ProductID: "p", Quantity: 2, UnitPriceCents: 5})})
+		[]contract.Event{ev("ord-1", 1, order.OrderCreated{CustomerID: "c", Currency: "USD"})},
+		[]contract.Event{ev("ord-1", 3, order.ItemAdded{ProductID: "p", Quantity: 2, UnitPriceCents: 5})})
 	if err != nil {
 		t.Fatal(err)
 	}

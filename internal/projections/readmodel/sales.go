@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
 )
 
@@ -34,7 +34,7 @@ type dayCurrency struct {
 type sales struct{ paid, revenue, canceled int64 }
 
 // Apply sums the batch per day and currency and adds the sums to the rows.
-func (SalesDaily) Apply(ctx context.Context, tx pgx.Tx, events []es.Event) error {
+func (SalesDaily) Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error {
 	evs, err := parse(events)
 	if err != nil {
 		return err

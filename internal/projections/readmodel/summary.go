@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
 )
 
@@ -39,7 +39,7 @@ type summary struct {
 
 // Apply loads the rows of the batch's orders, folds every event into them
 // in memory and writes each changed order and line once.
-func (OrderSummary) Apply(ctx context.Context, tx pgx.Tx, events []es.Event) error {
+func (OrderSummary) Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error {
 	evs, err := parse(events)
 	if err != nil {
 		return err

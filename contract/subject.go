@@ -1,4 +1,4 @@
-package es
+package contract
 
 import (
 	"hash/fnv"
@@ -6,13 +6,25 @@ import (
 	"strings"
 )
 
-// Subject prefixes of the wire contract (DESIGN section 3).
+// Stream names.
 const (
-	commandsPrefix  = "orders.commands."
-	eventsPrefix    = "orders.events."
-	snapshotsPrefix = "orders.snapshots."
-	resultsPrefix   = "orders.results."
+	CommandsStream  = "ORDERS_COMMANDS"
+	EventsStream    = "ORDERS_EVENTS"
+	SnapshotsStream = "ORDERS_SNAPSHOTS"
+	ResultsStream   = "ORDERS_RESULTS"
 )
+
+// Subject prefixes, one per stream.
+const (
+	CommandsPrefix  = "orders.commands."
+	EventsPrefix    = "orders.events."
+	SnapshotsPrefix = "orders.snapshots."
+	ResultsPrefix   = "orders.results."
+)
+
+// DefaultPartitions is the partition count of streams created without
+// another one configured.
+const DefaultPartitions = 16
 
 // Partition is FNV-1a 32 of the order id modulo the partition count: what
 // the server's {{partition(n,1)}} subject transform computes for the
@@ -26,17 +38,17 @@ func Partition(orderID string, partitions int) int {
 // CommandSubject is where senders publish a command. The stream's subject
 // transform inserts the partition token before storing it.
 func CommandSubject(orderID, commandType string) string {
-	return commandsPrefix + orderID + "." + commandType
+	return CommandsPrefix + orderID + "." + commandType
 }
 
 // CommandPartitionFilter matches the stored commands of one partition.
 func CommandPartitionFilter(partition int) string {
-	return commandsPrefix + strconv.Itoa(partition) + ".>"
+	return CommandsPrefix + strconv.Itoa(partition) + ".>"
 }
 
 // ParseStoredCommandSubject splits orders.commands.<p>.<orderId>.<type>.
 func ParseStoredCommandSubject(subject string) (partition int, orderID, commandType string, ok bool) {
-	rest, found := strings.CutPrefix(subject, commandsPrefix)
+	rest, found := strings.CutPrefix(subject, CommandsPrefix)
 	if !found {
 		return 0, "", "", false
 	}
@@ -53,17 +65,17 @@ func ParseStoredCommandSubject(subject string) (partition int, orderID, commandT
 
 // EventSubject is an order's subject in the event store.
 func EventSubject(orderID string, partitions int) string {
-	return eventsPrefix + strconv.Itoa(Partition(orderID, partitions)) + "." + orderID
+	return EventsPrefix + strconv.Itoa(Partition(orderID, partitions)) + "." + orderID
 }
 
 // EventPartitionFilter matches the events of one partition.
 func EventPartitionFilter(partition int) string {
-	return eventsPrefix + strconv.Itoa(partition) + ".*"
+	return EventsPrefix + strconv.Itoa(partition) + ".*"
 }
 
 // ParseEventSubject splits orders.events.<p>.<orderId>.
 func ParseEventSubject(subject string) (partition int, orderID string, ok bool) {
-	rest, found := strings.CutPrefix(subject, eventsPrefix)
+	rest, found := strings.CutPrefix(subject, EventsPrefix)
 	if !found {
 		return 0, "", false
 	}
@@ -79,14 +91,14 @@ func ParseEventSubject(subject string) (partition int, orderID string, ok bool) 
 }
 
 // SnapshotSubject holds an order's latest snapshot.
-func SnapshotSubject(orderID string) string { return snapshotsPrefix + orderID }
+func SnapshotSubject(orderID string) string { return SnapshotsPrefix + orderID }
 
 // ResultSubject holds the outcome of a command.
-func ResultSubject(commandID string) string { return resultsPrefix + commandID }
+func ResultSubject(commandID string) string { return ResultsPrefix + commandID }
 
 // UnaddressableResultSubject holds the rejection of a command that carried
 // no usable command id; the sender finds it by the stream sequence its
 // publish acknowledgement returned.
 func UnaddressableResultSubject(commandSequence uint64) string {
-	return resultsPrefix + "invalid." + strconv.FormatUint(commandSequence, 10)
+	return ResultsPrefix + "invalid." + strconv.FormatUint(commandSequence, 10)
 }
