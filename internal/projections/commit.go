@@ -147,8 +147,9 @@ func applyOne(ctx context.Context, tx pgx.Tx, p Projection, e contract.Event, at
 	return attempts, &applyError{err: last}
 }
 
-// finish writes the dead letters, advances the checkpoint (the set of the
-// compare-and-set; begin locked the row), checks the fence and commits.
+// finish writes the dead letters, checks that the partition is still the
+// worker's claim, advances the checkpoint (the set of the compare-and-set;
+// begin locked the row) and commits.
 func (w *worker) finish(ctx context.Context, tx pgx.Tx, from, to uint64, items []item, letters []deadLetter, applied int, stats *BatchStats) error {
 	q := w.target.sql
 	b := &pgx.Batch{}
@@ -162,10 +163,17 @@ func (w *worker) finish(ctx context.Context, tx pgx.Tx, from, to uint64, items [
 			break
 		}
 	}
-	// The fence again, as late as possible: the lock session may have
-	// ended while the batch was applied.
-	held := false
-	b.Queue(fenceSQL, w.fence.args()...).QueryRow(func(r pgx.Row) error { return r.Scan(&held) })
+	// The owner row is share-locked from here to the commit: a claim by
+	// another runner either came before (the epoch differs, nothing
+	// commits) or waits for the commit.
+	var epoch int64
+	b.Queue(q.ownerShare, w.target.projection, w.partition).QueryRow(func(r pgx.Row) error {
+		err := r.Scan(&epoch)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
 	b.Queue(q.advance, w.target.projection, w.partition, int64(to), lastAt, int64(from)).Exec(func(ct pgconn.CommandTag) error {
 		if ct.RowsAffected() != 1 {
 			return fmt.Errorf("%w: partition %d left %d", errStale, w.partition, from)
@@ -175,8 +183,8 @@ func (w *worker) finish(ctx context.Context, tx pgx.Tx, from, to uint64, items [
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write checkpoint of partition %d: %w", w.partition, err)
 	}
-	if !held {
-		return fmt.Errorf("%w: partition %d", errLostLock, w.partition)
+	if epoch != w.epoch {
+		return fmt.Errorf("%w: partition %d is claimed by epoch %d, not %d", errLostLock, w.partition, epoch, w.epoch)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit batch of partition %d: %w", w.partition, err)

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,33 +96,35 @@ func TestCheckpointCASStopsAStaleWriter(t *testing.T) {
 	compare(t, e.rows(t), fold(t, stored, skip), "orders", "order_items")
 }
 
-// commits records committed batches per partition.
+// commits records, per partition, the furthest cursor a replica's
+// committed batches reached.
 type commits struct {
 	mu   sync.Mutex
 	last map[int]uint64
-	n    int
 }
 
 func (c *commits) BatchCommitted(s projections.BatchStats) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.last[s.Partition] = s.Cursor
-	c.n++
+	c.last[s.Partition] = max(c.last[s.Partition], s.Cursor)
 }
 
 func (c *commits) OwnershipChanged(string, []int) {}
 
-func (c *commits) count() int {
+func (c *commits) reached(p int) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.n
+	return c.last[p]
 }
 
 // TestReplicaThatLostItsLockStopsWriting ends a replica's lock session while
-// it is in the middle of a batch. Its heartbeat is an hour away, so only the
-// fence can stop it: while a successor takes the partition over (and waits
-// for the batch's row lock), the batch must not commit. The successor then
-// projects every event exactly once.
+// it is in the middle of a batch, and lets a successor claim the partition
+// before the batch goes on. The stale replica's heartbeat is an hour away,
+// so only the owner epoch can stop it: whatever the scheduling, a batch
+// that checks its epoch after the claim finds another one and commits
+// nothing (and a claim waits for a batch that has checked). The successor
+// then projects every event exactly once. Nothing here depends on timing:
+// the batch waits on a channel until the claim is committed.
 func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
@@ -145,10 +148,10 @@ func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
 	stale := e.start(t, "stale", projections.Config{Projection: proj, Observer: seen,
 		Heartbeat: time.Hour, ReplicaTTL: 2 * time.Hour})
 	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
-	before := seen.count()
 
 	// New orders of one partition only, so no other partition has work.
 	const p = 5
+	head := f.lastByPartition()[p]
 	var more []*script
 	for i := 0; len(more) < 10; i++ {
 		if id := fmt.Sprintf("b-%d", i); contract.Partition(id, natstest.Partitions) == p {
@@ -171,12 +174,104 @@ func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	successor := e.start(t, "successor", projections.Config{Projection: readmodel.OrderHistory{}})
-	split(t, successor)
+	waitFor(t, 20*time.Second, "the successor to claim the partition", func() (bool, string) {
+		return slices.Contains(successor.Owned(), p), fmt.Sprint("successor owns ", successor.Owned())
+	})
 	close(release)
-	stale.stop(t)
 	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
-	if n := seen.count(); n != before {
-		t.Errorf("the replica without its lock committed %d batches after losing it", n-before)
+	stale.stop(t)
+	if reached := seen.reached(p); reached > head {
+		t.Errorf("the replica without its lock committed partition %d up to %d after the successor claimed it at %d", p, reached, head)
+	}
+	compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(all)), nil), "order_history")
+}
+
+// TestClaimWaitsForABatchThatCheckedItsEpoch holds a replica's batch in the
+// window the old fence left open: after the batch checked that it owns
+// the partition, before it commits (a trigger on the checkpoint row makes
+// the batch wait for a lock the test holds). The replica's lock session
+// then ends and a successor takes the partition's lock. The successor's
+// claim must wait for the batch, so the batch commits before the
+// partition changes hands, and the successor starts after it: every event
+// once. Nothing here depends on timing: each step waits for a lock wait
+// Postgres reports.
+func TestClaimWaitsForABatchThatCheckedItsEpoch(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	f := newFeeder(e.store, 8)
+	all := f.scripts("a", 40)
+	f.run(t, all...)
+	seen := &commits{last: map[int]uint64{}}
+	stale := e.start(t, "stale", projections.Config{Projection: readmodel.OrderHistory{}, Observer: seen,
+		Heartbeat: time.Hour, ReplicaTTL: 2 * time.Hour})
+	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
+
+	const p, gate = 5, 4242
+	if _, err := e.db.Exec(ctx, `CREATE FUNCTION `+schema+`.hold_stale_advance() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF current_setting('application_name') = 'stale' AND NEW.partition = `+fmt.Sprint(p)+` THEN
+				PERFORM pg_advisory_xact_lock_shared(`+fmt.Sprint(gate)+`);
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER hold_stale_advance BEFORE UPDATE ON `+schema+`.projection_checkpoints
+			FOR EACH ROW EXECUTE FUNCTION `+schema+`.hold_stale_advance()`); err != nil {
+		t.Fatal(err)
+	}
+	gateConn, err := e.db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gateConn.Release()
+	if _, err := gateConn.Exec(ctx, "SELECT pg_advisory_lock($1)", gate); err != nil {
+		t.Fatal(err)
+	}
+
+	head := f.lastByPartition()[p]
+	var more []*script
+	for i := 0; len(more) < 10; i++ {
+		if id := fmt.Sprintf("b-%d", i); es.Partition(id, natstest.Partitions) == p {
+			more = append(more, newScript(f.rng, id))
+		}
+	}
+	f.run(t, more...)
+	all = append(all, more...)
+	waiting := func(app, query string) func() (bool, string) {
+		return func() (bool, string) {
+			var n int
+			err := e.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+				AND application_name = $1 AND wait_event_type = 'Lock' AND query LIKE $2`, app, query).Scan(&n)
+			return err == nil && n == 1, fmt.Sprint(n, err)
+		}
+	}
+	waitFor(t, 20*time.Second, "the stale batch to wait between its owner check and its commit",
+		waiting("stale", "%projection_checkpoints%"))
+
+	var pid int
+	if err := e.db.QueryRow(ctx, `SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND a.application_name = 'stale'`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(ctx, "SELECT pg_terminate_backend($1, 5000)", pid); err != nil {
+		t.Fatal(err)
+	}
+	successor := e.start(t, "successor", projections.Config{Projection: readmodel.OrderHistory{}})
+	waitFor(t, 20*time.Second, "the successor's claim to wait for the stale batch",
+		waiting("successor", "%projection_owners%"))
+	if slices.Contains(successor.Owned(), p) {
+		t.Fatalf("the successor owns partition %d while the stale batch may still commit", p)
+	}
+
+	if _, err := gateConn.Exec(ctx, "SELECT pg_advisory_unlock($1)", gate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the successor to claim the partition", func() (bool, string) {
+		return slices.Contains(successor.Owned(), p), fmt.Sprint("successor owns ", successor.Owned())
+	})
+	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
+	stale.stop(t)
+	if seen.reached(p) <= head {
+		t.Errorf("the stale batch that had checked its epoch did not commit (partition %d at %d)", p, seen.reached(p))
 	}
 	compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(all)), nil), "order_history")
 }

@@ -96,8 +96,8 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 	name := p.Name()
 	log := a.cfg.Logger.With("projection", name, "rebuild", true)
 
-	// The rebuild lock session: held for the whole rebuild, and the fence
-	// of every shadow batch and of the swap.
+	// The rebuild lock session: held for the whole rebuild; it claims the
+	// shadow's partitions for this rebuild's workers and commits the swap.
 	lock, err := pgx.ConnectConfig(ctx, a.pool.Config().ConnConfig)
 	if err != nil {
 		return RebuildProgress{}, fmt.Errorf("rebuild %s: open lock session: %w", name, err)
@@ -111,9 +111,11 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 	if !ok {
 		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, ErrRebuildRunning)
 	}
-	f := fence{class: class, key: rebuildLock, pid: lock.PgConn().PID()}
-
 	if err := a.createShadow(ctx, p); err != nil {
+		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	epoch, err := a.claimShadow(ctx, lock, name)
+	if err != nil {
 		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, err)
 	}
 	log.Info("rebuild started")
@@ -156,7 +158,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		failures = make(chan error, a.cfg.Partitions)
 	)
 	for part := range a.cfg.Partitions {
-		w := &worker{workerConfig: cfg, partition: part, fence: f}
+		w := &worker{workerConfig: cfg, partition: part, epoch: epoch}
 		wg.Go(func() {
 			if err := w.run(stop, kill); err != nil {
 				failures <- err
@@ -230,7 +232,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		caughtUp = ready && (reached || opts.SwapWithin > 0 && pending <= opts.SwapWithin)
 	}
 	stopAll()
-	if err := a.swap(ctx, p, f); err != nil {
+	if err := a.swap(ctx, lock, p); err != nil {
 		return snapshot(0, false), fmt.Errorf("rebuild %s: swap: %w", name, err)
 	}
 	for part := range a.cfg.Partitions {
@@ -323,6 +325,24 @@ func (a *Admin) deleteConsumer(ctx context.Context, name string) error {
 	return nil
 }
 
+// claimShadow records, on the rebuild lock session, a fresh owner epoch for
+// every partition of the shadow: the rebuild's workers commit only under
+// it, so the workers of an earlier rebuild that lost its lock cannot write
+// into this one's shadow.
+func (a *Admin) claimShadow(ctx context.Context, lock *pgx.Conn, projection string) (int64, error) {
+	var epoch int64
+	if err := lock.QueryRow(ctx, "SELECT nextval($1::regclass)",
+		pgx.Identifier{a.cfg.Schema, "projection_owner_epochs"}.Sanitize()).Scan(&epoch); err != nil {
+		return 0, fmt.Errorf("claim the shadow's partitions: %w", err)
+	}
+	if _, err := lock.Exec(ctx, `INSERT INTO `+pgx.Identifier{shadowSchema(a.cfg.Schema, projection), "projection_owners"}.Sanitize()+
+		` (projection, partition, epoch) SELECT $1, p, $2 FROM generate_series(0, $3 - 1) p`,
+		projection, epoch, a.cfg.Partitions); err != nil {
+		return 0, fmt.Errorf("claim the shadow's partitions: %w", err)
+	}
+	return epoch, nil
+}
+
 // createShadow makes an empty copy of the projection's tables, and of the
 // checkpoint and dead-letter tables, in the shadow schema. Indexes and
 // constraints keep their names, so the tables look exactly like the live
@@ -342,7 +362,7 @@ func (a *Admin) createShadow(ctx context.Context, p Projection) error {
 	if _, err := tx.Exec(ctx, "CREATE SCHEMA "+sh); err != nil {
 		return fmt.Errorf("create shadow schema: %w", err)
 	}
-	tables := append([]string{"projection_checkpoints", "projection_dead_letters"}, p.Tables()...)
+	tables := append([]string{"projection_checkpoints", "projection_dead_letters", "projection_owners"}, p.Tables()...)
 	for _, t := range tables {
 		if err := copyTable(ctx, tx, live, shadow, t); err != nil {
 			return fmt.Errorf("create shadow of %s: %w", t, err)
@@ -414,13 +434,14 @@ func copyTable(ctx context.Context, tx pgx.Tx, from, to, table string) error {
 }
 
 // swap moves the shadow tables in and the live ones out, in one
-// transaction (see Rebuild).
-func (a *Admin) swap(ctx context.Context, p Projection, f fence) error {
+// transaction (see Rebuild). It runs on the rebuild lock session, so it
+// commits only while this rebuild still holds the rebuild lock.
+func (a *Admin) swap(ctx context.Context, lock *pgx.Conn, p Projection) error {
 	name := p.Name()
 	live := pgx.Identifier{a.cfg.Schema}.Sanitize()
 	shadow := pgx.Identifier{shadowSchema(a.cfg.Schema, name)}.Sanitize()
 	retired := pgx.Identifier{retiredSchema(a.cfg.Schema, name)}.Sanitize()
-	tx, err := a.pool.Begin(ctx)
+	tx, err := lock.Begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -428,13 +449,6 @@ func (a *Admin) swap(ctx context.Context, p Projection, f fence) error {
 	// Waits for the live batches in flight; later ones wait for the swap.
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+live+`.projection_checkpoints WHERE projection = $1 FOR UPDATE`, name); err != nil {
 		return fmt.Errorf("lock live checkpoints: %w", err)
-	}
-	var held bool
-	if err := tx.QueryRow(ctx, fenceSQL, f.args()...).Scan(&held); err != nil {
-		return err
-	}
-	if !held {
-		return errLostLock
 	}
 	steps := []string{
 		"DROP SCHEMA IF EXISTS " + retired + " CASCADE",

@@ -100,7 +100,6 @@ type partitionRun struct {
 type owner struct {
 	*Runner
 	conn   *pgx.Conn
-	pid    uint32
 	held   map[int]*partitionRun
 	exited chan struct{}
 }
@@ -148,14 +147,14 @@ func (o *owner) tick(ctx context.Context) {
 		if len(o.held) >= share || ctx.Err() != nil {
 			break
 		}
-		ok, err := o.tryLock(ctx, p)
+		epoch, ok, err := o.claim(ctx, p)
 		if err != nil {
 			log.Error("lock session lost while taking partitions", "error", err)
 			o.loseAll()
 			return
 		}
 		if ok {
-			o.start(p)
+			o.start(p, epoch)
 			changed = true
 		}
 	}
@@ -170,7 +169,7 @@ func (o *owner) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	o.conn, o.pid = conn, conn.PgConn().PID()
+	o.conn = conn
 	return nil
 }
 
@@ -186,14 +185,22 @@ func (o *owner) sessionContext(ctx context.Context) (context.Context, context.Ca
 	return context.WithTimeout(context.WithoutCancel(ctx), 2*o.cfg.ReplicaTTL)
 }
 
-func (o *owner) tryLock(ctx context.Context, p int) (bool, error) {
+// claim takes partition p's advisory lock on the lock session and, in the
+// same statement, records a fresh owner epoch for it. Because the session
+// holds the lock when the epoch is written, no other runner can claim p
+// until this one's session ends; the epoch then keeps the workers of a
+// lost session from committing (see migration 0005).
+func (o *owner) claim(ctx context.Context, p int) (epoch int64, ok bool, err error) {
 	ctx, cancel := o.sessionContext(ctx)
 	defer cancel()
-	var ok bool
-	if err := o.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.class, int32(p)).Scan(&ok); err != nil {
-		return false, fmt.Errorf("lock partition %d: %w", p, err)
+	err = o.conn.QueryRow(ctx, o.target.sql.claim, o.target.projection, p, o.class, int32(p)).Scan(&epoch)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("claim partition %d: %w", p, err)
 	}
-	return ok, nil
+	return epoch, true, nil
 }
 
 // heartbeat records the replica as alive, forgets long-dead ones and
@@ -277,12 +284,12 @@ func (o *owner) pickRelease(n int) []int {
 	return ps[len(ps)-n:]
 }
 
-func (o *owner) start(p int) {
+func (o *owner) start(p int, epoch int64) {
 	stop, cancelStop := context.WithCancel(context.Background())
 	kill, cancelKill := context.WithCancel(context.Background())
 	run := &partitionRun{stop: cancelStop, kill: cancelKill, done: make(chan struct{})}
 	o.held[p] = run
-	w := &worker{workerConfig: o.workerConfig(), partition: p, fence: fence{class: o.class, key: int32(p), pid: o.pid}}
+	w := &worker{workerConfig: o.workerConfig(), partition: p, epoch: epoch}
 	exited := o.exited
 	go func() {
 		defer close(run.done)

@@ -26,12 +26,22 @@ type targetSQL struct {
 	advance          string
 	blockedOrders    string
 	insertDeadLetter string
+	// claim takes the partition's advisory lock and, if it was free,
+	// records a fresh owner epoch; it returns no row when the lock is
+	// taken.
+	claim string
+	// owner reads the partition's owner epoch; ownerShare does so and keeps
+	// it from changing until the transaction ends.
+	owner      string
+	ownerShare string
 }
 
 func newTarget(schema, projection string) target {
 	s := pgx.Identifier{schema}.Sanitize()
 	cp := s + ".projection_checkpoints"
 	dl := s + ".projection_dead_letters"
+	ow := s + ".projection_owners"
+	owner := `SELECT epoch FROM ` + ow + ` WHERE projection = $1 AND partition = $2`
 	return target{
 		projection: projection,
 		schema:     schema,
@@ -49,6 +59,12 @@ func newTarget(schema, projection string) target {
 			insertDeadLetter: `INSERT INTO ` + dl + ` (projection, partition, stream_sequence, subject, order_id,
 				event_id, event_type, event_version, body, error, attempts, status)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			claim: `INSERT INTO ` + ow + ` (projection, partition, epoch)
+				SELECT $1, $2, nextval('` + s + `.projection_owner_epochs') WHERE pg_try_advisory_lock($3, $4)
+				ON CONFLICT (projection, partition) DO UPDATE SET epoch = EXCLUDED.epoch
+				RETURNING epoch`,
+			owner:      owner,
+			ownerShare: owner + ` FOR SHARE`,
 		},
 	}
 }
@@ -69,26 +85,6 @@ func lockClass(schema, projection string) int32 {
 
 // rebuildLock is the second advisory lock key of a projection's rebuild.
 const rebuildLock int32 = -1
-
-// fence names the session advisory lock a writer must still hold when it
-// commits; a replica whose lock session ended (and whose partition another
-// replica may own by now) cannot commit.
-type fence struct {
-	class, key int32
-	pid        uint32
-}
-
-// fenceSQL is true when the session pid holds the advisory lock (class, key)
-// in the current database.
-const fenceSQL = `SELECT EXISTS (SELECT 1 FROM pg_locks
-	WHERE locktype = 'advisory' AND granted AND objsubid = 2
-	AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-	AND classid::bigint = $1 AND objid::bigint = $2 AND pid = $3)`
-
-// args are fenceSQL's arguments: pg_locks shows the int4 keys as unsigned.
-func (f fence) args() []any {
-	return []any{int64(uint32(f.class)), int64(uint32(f.key)), int32(f.pid)}
-}
 
 // ConsumerName is the durable consumer through which the runners of a
 // projection read one partition. The schema is part of it, so deployments

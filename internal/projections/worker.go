@@ -25,8 +25,9 @@ var (
 	// left it: another replica or a rebuild swap moved it. The worker
 	// reloads it and starts over from there.
 	errStale = errors.New("checkpoint moved by another writer")
-	// errLostLock means the replica no longer holds the partition's lock;
-	// the worker must stop at once and leave the consumer alone.
+	// errLostLock means the partition's owner epoch is no longer the
+	// worker's: another runner claimed the partition. The worker must stop
+	// at once and leave the consumer alone.
 	errLostLock = errors.New("partition lock lost")
 	// errDelivery means the consumer's deliveries were not the contiguous
 	// run this worker expects (a redelivery, or another process pulling
@@ -63,7 +64,10 @@ type workerConfig struct {
 type worker struct {
 	workerConfig
 	partition int
-	fence     fence
+	// epoch is the owner epoch of the claim the worker runs under (see
+	// migration 0005): it commits only while the partition's owner row
+	// holds it.
+	epoch int64
 }
 
 // item is one delivered event past the cursor.
@@ -117,7 +121,7 @@ func (w *worker) session(stop, kill context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.checkFence(kill); err != nil {
+	if err := w.checkOwner(kill); err != nil {
 		return err
 	}
 	stream, err := w.js.Stream(kill, contract.EventsStream)
@@ -335,29 +339,29 @@ func (w *worker) loadCursor(ctx context.Context) (uint64, error) {
 	return uint64(cursor), nil
 }
 
-// checkFence verifies, before the worker touches the shared consumer, that
-// the replica still holds the partition.
-func (w *worker) checkFence(ctx context.Context) error {
-	var held bool
-	if err := w.pool.QueryRow(ctx, fenceSQL, w.fence.args()...).Scan(&held); err != nil {
-		return fmt.Errorf("check lock of partition %d: %w", w.partition, err)
+// checkOwner verifies, before the worker touches the shared consumer, that
+// no other runner claimed the partition since.
+func (w *worker) checkOwner(ctx context.Context) error {
+	var epoch int64
+	err := w.pool.QueryRow(ctx, w.target.sql.owner, w.target.projection, w.partition).Scan(&epoch)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("check owner of partition %d: %w", w.partition, err)
 	}
-	if !held {
-		return fmt.Errorf("%w: partition %d", errLostLock, w.partition)
+	if epoch != w.epoch {
+		return fmt.Errorf("%w: partition %d is claimed by epoch %d, not %d", errLostLock, w.partition, epoch, w.epoch)
 	}
 	return nil
 }
 
 // begin opens the batch's transaction in one round trip: it locks the
 // checkpoint row and checks it still reads from (the compare of the
-// compare-and-set), checks the fence, points search_path at the target and
-// reads the orders blocked behind a dead letter.
+// compare-and-set), points search_path at the target and reads the orders
+// blocked behind a dead letter. Ownership is checked at the end (finish).
 func (w *worker) begin(ctx context.Context, from uint64) (pgx.Tx, map[string]bool, error) {
 	q := w.target.sql
 	var (
 		cur     int64
 		found   bool
-		held    bool
 		blocked = map[string]bool{}
 	)
 	b := &pgx.Batch{}
@@ -370,7 +374,6 @@ func (w *worker) begin(ctx context.Context, from uint64) (pgx.Tx, map[string]boo
 		found = err == nil
 		return err
 	})
-	b.Queue(fenceSQL, w.fence.args()...).QueryRow(func(r pgx.Row) error { return r.Scan(&held) })
 	b.Queue("SELECT set_config('search_path', $1, true)", q.searchPath)
 	b.Queue(q.blockedOrders, w.target.projection, w.partition).Query(func(rows pgx.Rows) error {
 		var id string
@@ -383,11 +386,7 @@ func (w *worker) begin(ctx context.Context, from uint64) (pgx.Tx, map[string]boo
 		rollback(ctx, tx)
 		return nil, nil, fmt.Errorf("begin batch of partition %d: %w", w.partition, err)
 	}
-	switch {
-	case !held:
-		rollback(ctx, tx)
-		return nil, nil, fmt.Errorf("%w: partition %d", errLostLock, w.partition)
-	case !found || uint64(cur) != from:
+	if !found || uint64(cur) != from {
 		rollback(ctx, tx)
 		return nil, nil, fmt.Errorf("%w: partition %d is at %d, not %d", errStale, w.partition, cur, from)
 	}
