@@ -230,7 +230,7 @@ func TestClaimWaitsForABatchThatCheckedItsEpoch(t *testing.T) {
 	head := f.lastByPartition()[p]
 	var more []*script
 	for i := 0; len(more) < 10; i++ {
-		if id := fmt.Sprintf("b-%d", i); es.Partition(id, natstest.Partitions) == p {
+		if id := fmt.Sprintf("b-%d", i); contract.Partition(id, natstest.Partitions) == p {
 			more = append(more, newScript(f.rng, id))
 		}
 	}
