@@ -42,7 +42,8 @@ func deploymentName(projection string) string {
 // these lists (TestEnvCatalogueMatchesSource).
 var (
 	sharedEnv = []string{
-		"NATS_URL", "NATS_CREDS", "NATS_TLS_CERT", "NATS_TLS_KEY", "NATS_TLS_CA",
+		"NATS_URL", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_INBOX_PREFIX",
+		"NATS_TLS_CERT", "NATS_TLS_KEY", "NATS_TLS_CA",
 		"JETSOURCE_PARTITIONS", "LOG_LEVEL", "METRICS_ADDR", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 	}
 	aggregatorEnv = append(slices.Clone(sharedEnv),

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
@@ -64,9 +63,10 @@ Usage:
 
 Projections: order_summary, order_history, sales_daily.
 
-Environment: NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_TLS_CERT,
-NATS_TLS_KEY, NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints,
-dlq, rebuild and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource).
+Environment: NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_NKEY,
+NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_INBOX_PREFIX, NATS_TLS_CERT, NATS_TLS_KEY,
+NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints, dlq, rebuild
+and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource).
 dev starts its own NATS, and uses DATABASE_URL if set, else a local Postgres.
 `
 
@@ -164,11 +164,9 @@ func (s *session) Client() (*client.Client, error) {
 	if err := s.cfg.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	// Unlike the services, a command line tool fails at once when NATS is
-	// unreachable.
-	nc, err := nats.Connect(s.cfg.URL, append(s.cfg.SecurityOptions(), nats.Name("orderctl"), nats.Timeout(5*time.Second))...)
+	nc, err := natsconn.Dial(s.cfg.Config, "orderctl")
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats at %s: %w", s.cfg.URL, err)
+		return nil, err
 	}
 	s.nc = nc
 	c, err := client.New(nc, client.WithPartitions(s.cfg.Partitions))
