@@ -126,9 +126,17 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{name: "oversize body", body: func(id string) []byte {
 			return good(func(m map[string]any) {
 				m["id"] = id
-				m["metadata"] = map[string]any{"userId": strings.Repeat("x", 70_000)}
+				// Above the body limit, below the stream's message size
+				// limit (es.CommandMaxMsgSize), which refuses larger ones.
+				m["metadata"] = map[string]any{"userId": strings.Repeat("x", 66_000)}
 			})
 		}, code: contract.CodeInvalidCommand, mention: "limit is 65536"},
+		{name: "a 60 KB command type (JSON-escaped control characters)", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["type"] = strings.Repeat("\x01", 10_000) })
+		}, code: contract.CodeInvalidCommand, mention: "(clipped)"},
+		{name: "a 60 KB order id (JSON-escaped control characters)", body: func(id string) []byte {
+			return good(func(m map[string]any) { m["id"] = id; m["orderId"] = strings.Repeat("\x01", 10_000) })
+		}, code: contract.CodeInvalidCommand, mention: "orderId"},
 		{name: "unknown command", subject: contract.CommandSubject(existing, "Refund"), body: func(id string) []byte {
 			return good(func(m map[string]any) { m["id"] = id; m["type"] = "Refund" })
 		}, code: contract.CodeUnknownCommand, mention: "Refund"},
@@ -151,7 +159,7 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			})
 		}, code: contract.CodeInvalidCommand, mention: "productId"},
 		{name: "deeply nested JSON", body: func(id string) []byte {
-			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":` + strings.Repeat(`{"a":`, 20000) + `1` + strings.Repeat(`}`, 20000) + `}`)
+			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":` + strings.Repeat(`{"a":`, 10_500) + `1` + strings.Repeat(`}`, 10_500) + `}`)
 		}, code: contract.CodeInvalidCommand},
 		{name: "NaN", body: func(id string) []byte {
 			return []byte(`{"id":"` + id + `","type":"AddItem","orderId":"` + existing + `","data":{"productId":"a","quantity":NaN,"unitPriceCents":1}}`)
@@ -235,6 +243,9 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			rejectedWith(t, r, tt.code)
 			if !strings.Contains(r.Error.Message, tt.mention) {
 				t.Fatalf("message %q does not mention %q", r.Error.Message, tt.mention)
+			}
+			if len(r.Error.Message) > 1024 || len(r.OrderID) > 128 {
+				t.Fatalf("result echoes too much: a %d-byte message, a %d-byte order id", len(r.Error.Message), len(r.OrderID))
 			}
 		})
 	}

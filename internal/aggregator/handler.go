@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -235,12 +236,36 @@ func accepted(in incoming, events []contract.Event, sequence uint64) outcome {
 }
 
 func rejected(in incoming, err error) outcome {
+	orderID := in.env.OrderID
+	if order.ValidateID("orderId", orderID) != nil {
+		// The message says what is wrong with it; echoed whole it could
+		// outgrow the results stream's message size limit.
+		orderID = ""
+	}
 	return outcome{subject: in.resultSubject, correlationID: in.env.Metadata.CorrelationID, result: contract.Result{
 		CommandID: in.commandID,
-		OrderID:   in.env.OrderID,
+		OrderID:   orderID,
 		Status:    contract.StatusRejected,
-		Error:     &contract.ResultError{Code: ErrorCode(err), Message: err.Error()},
+		Error:     &contract.ResultError{Code: ErrorCode(err), Message: clip(err.Error(), maxErrorMessage)},
 	}}
+}
+
+// maxErrorMessage bounds a rejection's message, which may quote parts of a
+// 64 KiB body, well inside es.ResultMaxMsgSize: a result too large to store
+// would hold its partition up for good.
+const maxErrorMessage = 1024
+
+// clip cuts s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "… (clipped)"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 var (
