@@ -11,6 +11,22 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// Message size limits of the streams, headers included: the server refuses
+// larger messages, so no client fills a stream with oversized ones.
+const (
+	// CommandMaxMsgSize is the 64 KiB command body limit
+	// plus 4 KiB of headers; bodies between the two are stored and then
+	// rejected by the aggregator with invalid_command.
+	CommandMaxMsgSize = contract.MaxBodyBytes + 4<<10
+	// ResultMaxMsgSize holds one outcome with room to spare: the aggregator
+	// clips error messages, and a command appends at most a few events.
+	ResultMaxMsgSize = 64 << 10
+	// SnapshotMaxMsgSize holds the state of an order at the 500-item limit
+	// several times over. A larger snapshot is not stored, and the order
+	// loads from its events.
+	SnapshotMaxMsgSize = 512 << 10
+)
+
 // PartitionsKey is the stream metadata key that records the partition count
 // the streams were created with.
 const PartitionsKey = "jetsource.partitions"
@@ -63,6 +79,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:    jetstream.FileStorage,
 			Replicas:   t.Replicas,
 			Duplicates: t.DuplicateWindow,
+			MaxMsgSize: CommandMaxMsgSize,
 			Metadata:   meta,
 		},
 		{
@@ -88,6 +105,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:           jetstream.FileStorage,
 			Replicas:          t.Replicas,
 			MaxMsgsPerSubject: 1,
+			MaxMsgSize:        SnapshotMaxMsgSize,
 			AllowDirect:       true,
 			Metadata:          meta,
 		},
@@ -99,6 +117,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Replicas:          t.Replicas,
 			MaxAge:            t.ResultsMaxAge,
 			MaxMsgsPerSubject: 1,
+			MaxMsgSize:        ResultMaxMsgSize,
 			AllowDirect:       true,
 			Metadata:          meta,
 		},
@@ -106,7 +125,9 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 }
 
 // Setup creates the four streams or updates them to t. It refuses to touch
-// streams recorded with another partition count.
+// streams recorded with another partition count. Only the operator
+// (orderctl streams apply), the dev stack and tests call it: services
+// Verify the streams and change nothing.
 func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("stream topology: %w", err)
