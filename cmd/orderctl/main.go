@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
@@ -33,6 +34,13 @@ type Config struct {
 	Partitions  int    `envconfig:"JETSOURCE_PARTITIONS" default:"16"`
 	DatabaseURL string `envconfig:"DATABASE_URL"`
 	Schema      string `envconfig:"JETSOURCE_SCHEMA" default:"jetsource"`
+
+	// The stream topology and lease TTL, as the aggregator reads them; only
+	// streams apply and check use them.
+	Replicas        int           `envconfig:"JETSOURCE_REPLICAS" default:"1"`
+	ResultsMaxAge   time.Duration `envconfig:"JETSOURCE_RESULTS_MAX_AGE" default:"24h"`
+	DuplicateWindow time.Duration `envconfig:"JETSOURCE_DUPLICATE_WINDOW" default:"2m"`
+	LeaseTTL        time.Duration `envconfig:"AGGREGATOR_LEASE_TTL" default:"5s"`
 }
 
 const usage = `orderctl — JetSource command line
@@ -58,6 +66,9 @@ Usage:
                         rebuild a projection into fresh tables and swap them in (blue/green)
   orderctl wait --projection NAME [--timeout D] <commandId>
                         wait until a projection has projected a command's events
+  orderctl streams apply|check
+                        create or update the streams and the aggregator's lease bucket, or
+                        list how they differ from the configuration (exit 1 if they do)
   orderctl dev [flags]  run NATS, Postgres, the aggregator and every projector in this
                         process, with a demo workload; see orderctl dev --help
 
@@ -66,7 +77,9 @@ Projections: order_summary, order_history, sales_daily.
 Environment: NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_NKEY,
 NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_INBOX_PREFIX, NATS_TLS_CERT, NATS_TLS_KEY,
 NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints, dlq, rebuild
-and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource).
+and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource); for streams
+also JETSOURCE_REPLICAS (default 1), JETSOURCE_RESULTS_MAX_AGE (24h),
+JETSOURCE_DUPLICATE_WINDOW (2m) and AGGREGATOR_LEASE_TTL (5s), as the aggregator reads them.
 dev starts its own NATS, and uses DATABASE_URL if set, else a local Postgres.
 `
 
@@ -97,6 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"dlq":         cmdDLQ,
 		"rebuild":     cmdRebuild,
 		"wait":        cmdWait,
+		"streams":     cmdStreams,
 		"dev":         cmdDev,
 	}
 	fn, ok := commands[args[0]]

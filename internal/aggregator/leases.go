@@ -74,9 +74,10 @@ func (t *tenure) deadline() time.Time { return time.Unix(0, t.until.Load()) }
 // valid reports whether the tenure has not ended yet.
 func (t *tenure) valid() bool { return time.Now().Before(t.deadline()) }
 
-// leaseBucketConfig keeps keys for ttl; limit markers make watchers see
-// expiries as deletions.
-func leaseBucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig {
+// LeaseBucketConfig is the lease bucket of replicas with the given lease
+// TTL: it keeps keys for ttl; limit markers make watchers see expiries as
+// deletions. orderctl streams apply creates it.
+func LeaseBucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:         LeaseBucket,
 		Description:    "JetSource aggregator membership and partition leases",

@@ -198,7 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
 	for {
-		kv, err := s.js.CreateOrUpdateKeyValue(ctx, leaseBucketConfig(s.cfg.LeaseTTL, s.cfg.StreamReplicas))
+		kv, err := s.js.CreateOrUpdateKeyValue(ctx, LeaseBucketConfig(s.cfg.LeaseTTL, s.cfg.StreamReplicas))
 		if err == nil {
 			c.kv = kv
 			err = c.loop(ctx)
