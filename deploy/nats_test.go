@@ -153,3 +153,56 @@ func natsServerVersion(t *testing.T) string {
 	t.Fatal("go.mod does not require nats-server")
 	return ""
 }
+
+// authRoles are the users of auth.conf, one per role of docs/security.md.
+var authRoles = []string{"aggregator", "projector", "publisher", "payments", "reader", "query", "operator"}
+
+// TestNATSAuthConfig loads auth.conf on its own, as
+// `nats-server -js -c deploy/nats/auth.conf` does: it refuses to load
+// while a password variable is unset, and then defines exactly one user per
+// role in the JETSOURCE account, no anonymous user, and a private inbox per
+// role. test/integration's TestNATSPermissions proves what each may do.
+func TestNATSAuthConfig(t *testing.T) {
+	if _, err := server.ProcessConfigFile("nats/auth.conf"); err == nil || !strings.Contains(err.Error(), "JETSOURCE_") {
+		t.Fatalf("auth.conf loaded without the password variables: %v", err)
+	}
+	for _, r := range authRoles {
+		t.Setenv("JETSOURCE_"+strings.ToUpper(r)+"_PASSWORD", r+"-password")
+	}
+	opts, err := server.ProcessConfigFile("nats/auth.conf")
+	if err != nil {
+		t.Fatalf("auth.conf: %v", err)
+	}
+	if opts.NoAuthUser != "" {
+		t.Errorf("no_auth_user %q lets anonymous clients in", opts.NoAuthUser)
+	}
+	var users []string
+	for _, u := range opts.Users {
+		users = append(users, u.Username)
+		if u.Account == nil || u.Account.Name != "JETSOURCE" {
+			t.Errorf("user %s is not in the JETSOURCE account", u.Username)
+		}
+		if u.Password != u.Username+"-password" {
+			t.Errorf("user %s does not take its password from JETSOURCE_%s_PASSWORD", u.Username, strings.ToUpper(u.Username))
+		}
+		p := u.Permissions
+		if p == nil || p.Publish == nil || p.Subscribe == nil || len(p.Publish.Deny) > 0 || len(p.Subscribe.Deny) > 0 {
+			t.Errorf("user %s: permissions must be allow lists for publish and subscribe", u.Username)
+			continue
+		}
+		if !slices.Contains(p.Subscribe.Allow, "_INBOX."+u.Username+".>") || slices.Contains(p.Subscribe.Allow, "_INBOX.>") {
+			t.Errorf("user %s must receive replies on _INBOX.%s.> and no other inbox: %v", u.Username, u.Username, p.Subscribe.Allow)
+		}
+	}
+	slices.Sort(users)
+	want := slices.Sorted(slices.Values(authRoles))
+	if !slices.Equal(users, want) {
+		t.Errorf("users %v, want one per role %v", users, want)
+	}
+	opts.JetStream, opts.StoreDir, opts.Port = true, t.TempDir(), -1
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats-server -js rejects auth.conf: %v", err)
+	}
+	s.Shutdown()
+}

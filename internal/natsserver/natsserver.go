@@ -13,6 +13,10 @@ import (
 
 // Config is one embedded server.
 type Config struct {
+	// ConfigFile, if set, is a nats-server configuration file (users,
+	// permissions, TLS) loaded first; the fields below override its
+	// listener, store and cluster settings.
+	ConfigFile string
 	// StoreDir holds JetStream data; a temporary directory if empty, removed
 	// by Shutdown.
 	StoreDir string
@@ -56,16 +60,18 @@ func Start(cfg Config) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	opts := &server.Options{
-		ServerName: cfg.ServerName,
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dir,
-		SyncAlways: cfg.SyncAlways,
-		NoSigs:     true,
-		NoLog:      true,
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		loaded, err := server.ProcessConfigFile(cfg.ConfigFile)
+		if err != nil {
+			s.removeTemp()
+			return nil, fmt.Errorf("load %s: %w", cfg.ConfigFile, err)
+		}
+		opts = loaded
 	}
+	opts.ServerName, opts.Host, opts.Port = cfg.ServerName, host, port
+	opts.JetStream, opts.StoreDir, opts.SyncAlways = true, dir, cfg.SyncAlways
+	opts.NoSigs, opts.NoLog = true, true
 	if cfg.ClusterName != "" {
 		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: cfg.ClusterPort}
 		for _, r := range cfg.Routes {
