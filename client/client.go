@@ -227,7 +227,8 @@ func (c *Client) stored(ctx context.Context, commandID string) (contract.Result,
 	return contract.Result{}, false, nil
 }
 
-// Events returns an order's events, oldest first. They are read with
+// Events returns an order's events, oldest first, upcast to the current
+// schema versions (contract.Upcast). They are read with
 // direct gets, which on a replicated stream any replica answers: right
 // after a command, a lagging one can miss its events.
 func (c *Client) Events(ctx context.Context, orderID string) ([]contract.Event, error) {
@@ -251,6 +252,9 @@ func (c *Client) Events(ctx context.Context, orderID string) ([]contract.Event, 
 				return nil, fmt.Errorf("read events of %s: %w", orderID, err)
 			}
 			e, err := contract.DecodeEvent(m.Subject, m.Sequence, m.Data)
+			if err == nil {
+				e, err = contract.Upcast(e)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -266,8 +270,14 @@ func (c *Client) Events(ctx context.Context, orderID string) ([]contract.Event, 
 // readBatch is how many events one direct batch get asks for.
 const readBatch = 1000
 
-// DecodeEvent returns the typed data of an event.
+// DecodeEvent returns the typed data of an event, upcast first if it is
+// of an older schema version (as an event received by subscription may
+// be).
 func DecodeEvent(e contract.Event) (contract.EventData, error) {
+	e, err := contract.Upcast(e)
+	if err != nil {
+		return nil, err
+	}
 	return contract.ParseEventData(e.Type, e.Data)
 }
 

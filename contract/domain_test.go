@@ -56,7 +56,7 @@ func TestEventsHaveTheDomainsJSON(t *testing.T) {
 		order.ItemRemoved{ProductID: "p-1"},
 		order.OrderSubmitted{TotalCents: 300, ItemCount: 1},
 		order.OrderPaid{PaymentID: "pay-1", AmountCents: 300, Method: "card"},
-		order.OrderShipped{TrackingNumber: "1Z999", Carrier: "ups"},
+		order.OrderShipped{Shipment: order.Shipment{TrackingNumber: "1Z999", Carrier: "ups"}},
 		order.OrderDelivered{},
 		order.OrderCanceled{Reason: "changed my mind"},
 	}

@@ -133,8 +133,14 @@ type OrderPaid struct {
 	Method      string `json:"method"`
 }
 
-// OrderShipped records the shipment.
+// OrderShipped records the shipment. Schema version 2; version 1 had the
+// shipment's fields at the top level (see Upcast).
 type OrderShipped struct {
+	Shipment Shipment `json:"shipment"`
+}
+
+// Shipment is a parcel on its way: how to track it and who carries it.
+type Shipment struct {
 	TrackingNumber string `json:"trackingNumber"`
 	Carrier        string `json:"carrier"`
 }
@@ -165,7 +171,8 @@ func (OrderShipped) eventData()   {}
 func (OrderDelivered) eventData() {}
 func (OrderCanceled) eventData()  {}
 
-// ParseEventData decodes the data of an event of the given type.
+// ParseEventData decodes the data of an event of the given type at its
+// current schema version (Upcast lifts older ones).
 func ParseEventData(eventType string, data []byte) (EventData, error) {
 	switch eventType {
 	case TypeOrderCreated:

@@ -59,7 +59,7 @@ func startOps(t *testing.T) *opsEnv {
 	t.Setenv("NATS_URL", srv.ClientURL())
 	t.Setenv("DATABASE_URL", url)
 	t.Setenv("JETSOURCE_SCHEMA", "jetsource")
-	return &opsEnv{store: es.NewStore(js, natstest.Partitions, nil), db: db}
+	return &opsEnv{store: es.NewStore(js, natstest.Partitions), db: db}
 }
 
 // background runs fn until the test ends.
@@ -108,7 +108,7 @@ func (e *opsEnv) appendRaw(t *testing.T, orderID string, events ...order.Event) 
 			next++
 		}
 		envs[i] = contract.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: orderID, Type: data.EventType(),
-			SchemaVersion: order.SchemaVersion, Version: v, Data: body, Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Now()}}}
+			SchemaVersion: contract.SchemaVersion(data.EventType()), Version: v, Data: body, Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Now()}}}
 	}
 	if _, err := e.store.Append(ctx, orderID, last, envs); err != nil {
 		t.Fatal(err)

@@ -85,7 +85,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)
 func TestRunProjectsAndDrains(t *testing.T) {
 	srv, _, js := natstest.Streams(t, natstest.Partitions)
 	db := cluster.DB(t)
-	store := es.NewStore(js, natstest.Partitions, nil)
+	store := es.NewStore(js, natstest.Partitions)
 	addr := freeAddr(t)
 	cfg := Config{Config: natsconn.Config{URL: srv.ClientURL()}, DatabaseURL: db, Schema: "jetsource", Partitions: natstest.Partitions,
 		BatchSize: 100, MaxAttempts: 3, MetricsAddr: addr}
@@ -99,7 +99,7 @@ func TestRunProjectsAndDrains(t *testing.T) {
 		id := fmt.Sprintf("ord-%d", i)
 		data, _ := json.Marshal(order.OrderCreated{CustomerID: "c", Currency: "USD"})
 		ev := contract.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: order.TypeOrderCreated,
-			SchemaVersion: order.SchemaVersion, Version: 1, Data: data,
+			SchemaVersion: contract.SchemaVersion(order.TypeOrderCreated), Version: 1, Data: data,
 			Metadata: contract.EventMetadata{CausationID: "cmd-" + id, Timestamp: contract.Time{Time: time.Now()}}}
 		if _, err := store.Append(ctx, id, 0, []contract.Event{ev}); err != nil {
 			t.Fatal(err)

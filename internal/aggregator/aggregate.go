@@ -1,7 +1,6 @@
 package aggregator
 
 import (
-	"fmt"
 	"maps"
 
 	"github.com/jetsource/jetsource/contract"
@@ -41,7 +40,7 @@ func fold() es.Fold[Aggregate] {
 	return es.Fold[Aggregate]{
 		Zero: func(id string) Aggregate { return Aggregate{Order: order.New(id)} },
 		Apply: func(a Aggregate, e contract.Event) (Aggregate, error) {
-			ev, err := decodeOrderEvent(e)
+			ev, err := order.ParseEvent(e.Type, e.Data)
 			if err != nil {
 				return a, err
 			}
@@ -55,14 +54,6 @@ func fold() es.Fold[Aggregate] {
 			return a, nil
 		},
 	}
-}
-
-// decodeOrderEvent reads an envelope the store has already upcast.
-func decodeOrderEvent(e contract.Event) (order.Event, error) {
-	if e.SchemaVersion != order.SchemaVersion {
-		return nil, fmt.Errorf("event %s has schema version %d; this build reads %d (register an upcaster)", e.ID, e.SchemaVersion, order.SchemaVersion)
-	}
-	return order.ParseEvent(e.Type, e.Data)
 }
 
 // next is the Aggregate after a command's events. Unlike fold, it must not

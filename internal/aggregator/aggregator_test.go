@@ -49,7 +49,7 @@ func TestOrderLifecycleOnTheWire(t *testing.T) {
 	for i, e := range events {
 		r := results[i]
 		if e.Type != wantTypes[i] || e.Version != int64(i+1) || e.ID != r.EventIDs[0] || e.Sequence != r.StreamSequence ||
-			e.AggregateType != "order" || e.AggregateID != id || e.SchemaVersion != 1 ||
+			e.AggregateType != "order" || e.AggregateID != id || e.SchemaVersion != contract.SchemaVersion(e.Type) ||
 			e.Metadata.CausationID != r.CommandID || e.Metadata.UserID != "u-7" || e.Metadata.CorrelationID != "corr-1" ||
 			time.Since(e.Metadata.Timestamp.Time) > time.Minute {
 			t.Fatalf("event %d: %+v for result %+v", i, e, r)
@@ -57,6 +57,9 @@ func TestOrderLifecycleOnTheWire(t *testing.T) {
 	}
 	if got := string(events[5].Data); got != `{"totalCents":5997,"itemCount":1}` {
 		t.Fatalf("OrderSubmitted data = %s", got)
+	}
+	if got := string(events[7].Data); events[7].SchemaVersion != 2 || got != `{"shipment":{"trackingNumber":"1Z999","carrier":"UPS"}}` {
+		t.Fatalf("OrderShipped data = %s at schema version %d", got, events[7].SchemaVersion)
 	}
 
 	// Headers let subscribers route without decoding bodies.

@@ -185,7 +185,7 @@ func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order
 			AggregateType: order.AggregateType,
 			AggregateID:   in.env.OrderID,
 			Type:          d.EventType(),
-			SchemaVersion: order.SchemaVersion,
+			SchemaVersion: contract.SchemaVersion(d.EventType()),
 			Version:       l.Version + int64(i) + 1,
 			Data:          data,
 			Metadata: contract.EventMetadata{

@@ -39,7 +39,7 @@ func newID(prefix string) string {
 func startHarness(t *testing.T, cfg aggregator.Config) *harness {
 	t.Helper()
 	_, nc, js := natstest.Streams(t, natstest.Partitions)
-	h := &harness{t: t, nc: nc, js: js, store: es.NewStore(js, natstest.Partitions, nil)}
+	h := &harness{t: t, nc: nc, js: js, store: es.NewStore(js, natstest.Partitions)}
 	h.stop = h.run(cfg)
 	t.Cleanup(func() { h.stop() })
 	return h

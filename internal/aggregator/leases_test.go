@@ -26,7 +26,7 @@ import (
 // commands that waited.
 func TestStartsAgainstASlowNATS(t *testing.T) {
 	srv, _, js := natstest.Streams(t, natstest.Partitions)
-	h := &harness{t: t, js: js, store: es.NewStore(js, natstest.Partitions, nil)}
+	h := &harness{t: t, js: js, store: es.NewStore(js, natstest.Partitions)}
 	u, err := url.Parse(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func TestReplicasSplitPartitionsAndFailOver(t *testing.T) {
 		nc   *nats.Conn
 		stop func()
 	}
-	h := &harness{t: t, js: js, store: es.NewStore(js, natstest.Partitions, nil)}
+	h := &harness{t: t, js: js, store: es.NewStore(js, natstest.Partitions)}
 	startReplica := func(name string) replica {
 		nc, err := nats.Connect(srv.ClientURL())
 		if err != nil {

@@ -62,8 +62,6 @@ type Config struct {
 	StreamReplicas int
 	// Tracer traces commands; a no-op provider if nil.
 	Tracer trace.TracerProvider
-	// Upcasters lift events of older schema versions when orders load.
-	Upcasters es.Upcasters
 }
 
 // None is the value of Config counts that switches them off, since zero
@@ -168,7 +166,7 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("aggregator config: %w", err)
 	}
-	store := es.NewStore(js, cfg.Partitions, cfg.Upcasters)
+	store := es.NewStore(js, cfg.Partitions)
 	repo := NewRepository(store, es.RepositoryConfig{CacheSize: max(cfg.CacheSize, 0), SnapshotEvery: max(cfg.SnapshotEvery, 0), Now: cfg.Now})
 	return &Service{
 		js:    js,

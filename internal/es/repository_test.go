@@ -43,7 +43,7 @@ func decideAndAppend(ctx context.Context, repo *es.Repository[order.State], id s
 		for i, d := range decided {
 			data, _ := json.Marshal(d)
 			envs[i] = contract.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: d.EventType(),
-				SchemaVersion: order.SchemaVersion, Version: l.Version + int64(i) + 1, Data: data,
+				SchemaVersion: contract.SchemaVersion(d.EventType()), Version: l.Version + int64(i) + 1, Data: data,
 				Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Now()}}}
 			next = order.Evolve(next, d)
 		}
@@ -62,7 +62,7 @@ func decideAndAppend(ctx context.Context, repo *es.Repository[order.State], id s
 func TestConcurrentWritersLoseNoUpdate(t *testing.T) {
 	ctx := context.Background()
 	_, _, js := natstest.Streams(t, natstest.Partitions)
-	store := es.NewStore(js, natstest.Partitions, nil)
+	store := es.NewStore(js, natstest.Partitions)
 	setup := es.NewRepository(store, orderFold, es.RepositoryConfig{})
 	if _, err := decideAndAppend(ctx, setup, "ord-race", order.CreateOrder{CustomerID: "c"}); err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestConcurrentWritersLoseNoUpdate(t *testing.T) {
 func TestRepositoryLoadsFromSnapshotAndCache(t *testing.T) {
 	ctx := context.Background()
 	_, _, js := natstest.Streams(t, natstest.Partitions)
-	store := es.NewStore(js, natstest.Partitions, nil)
+	store := es.NewStore(js, natstest.Partitions)
 	cfg := es.RepositoryConfig{CacheSize: 100, SnapshotEvery: 10, SnapshotSchema: 1}
 	repo := es.NewRepository(store, orderFold, cfg)
 	if _, err := decideAndAppend(ctx, repo, "ord-s", order.CreateOrder{CustomerID: "c"}); err != nil {
@@ -180,7 +180,7 @@ func TestRepositoryLoadsFromSnapshotAndCache(t *testing.T) {
 func TestLoadAsOf(t *testing.T) {
 	ctx := context.Background()
 	_, _, js := natstest.Streams(t, natstest.Partitions)
-	store := es.NewStore(js, natstest.Partitions, nil)
+	store := es.NewStore(js, natstest.Partitions)
 	repo := es.NewRepository(store, orderFold, es.RepositoryConfig{CacheSize: 10})
 	if _, err := decideAndAppend(ctx, repo, "ord-t", order.CreateOrder{CustomerID: "c", Items: []order.AddItem{{ProductID: "a", Quantity: 1, UnitPriceCents: 100}}}); err != nil {
 		t.Fatal(err)

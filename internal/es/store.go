@@ -41,13 +41,12 @@ const readBatch = 1000
 type Store struct {
 	js         jetstream.JetStream
 	partitions int
-	upcasters  Upcasters
 }
 
 // NewStore returns a store for streams created with the given partition
-// count. upcasters may be nil.
-func NewStore(js jetstream.JetStream, partitions int, upcasters Upcasters) *Store {
-	return &Store{js: js, partitions: partitions, upcasters: upcasters}
+// count.
+func NewStore(js jetstream.JetStream, partitions int) *Store {
+	return &Store{js: js, partitions: partitions}
 }
 
 // Append stores events on the aggregate's subject if the subject's last
@@ -155,10 +154,13 @@ func (s *Store) Read(ctx context.Context, aggregateID string, afterSeq uint64) (
 
 func (s *Store) decode(m *jetstream.RawStreamMsg) (contract.Event, error) {
 	e, err := contract.DecodeEvent(m.Subject, m.Sequence, m.Data)
-	if err != nil {
-		return contract.Event{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	if err == nil {
+		e, err = contract.Upcast(e)
 	}
-	return s.upcasters.Upcast(e)
+	if err != nil {
+		return contract.Event{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return e, nil
 }
 
 // LastSequence asks the stream leader for the sequence of the aggregate's

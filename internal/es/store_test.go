@@ -14,10 +14,10 @@ import (
 	"github.com/jetsource/jetsource/internal/natstest"
 )
 
-func newStore(t *testing.T, upcasters es.Upcasters) *es.Store {
+func newStore(t *testing.T) *es.Store {
 	t.Helper()
 	_, _, js := natstest.Streams(t, natstest.Partitions)
-	return es.NewStore(js, natstest.Partitions, upcasters)
+	return es.NewStore(js, natstest.Partitions)
 }
 
 func event(id string, version int64, typ, data string) contract.Event {
@@ -30,7 +30,7 @@ func event(id string, version int64, typ, data string) contract.Event {
 
 func TestAppendChecksTheExpectedSequence(t *testing.T) {
 	ctx := context.Background()
-	store := newStore(t, nil)
+	store := newStore(t)
 
 	seq1, err := store.Append(ctx, "ord-1", 0, []contract.Event{event("ord-1", 1, "OrderCreated", `{"customerId":"c"}`)})
 	if err != nil {
@@ -67,7 +67,7 @@ func TestAppendChecksTheExpectedSequence(t *testing.T) {
 
 func TestAppendOfSeveralEventsIsAtomic(t *testing.T) {
 	ctx := context.Background()
-	store := newStore(t, nil)
+	store := newStore(t)
 	batch := func(from int64, n int) []contract.Event {
 		var out []contract.Event
 		for i := range n {
@@ -108,28 +108,32 @@ func TestAppendOfSeveralEventsIsAtomic(t *testing.T) {
 	}
 }
 
-func TestReadAppliesUpcasters(t *testing.T) {
+// TestReadUpcastsStoredVersions: an OrderShipped stored at schema version
+// 1 reads as version 2, from followers and from the leader; a version this
+// build cannot read makes the history corrupt rather than misread.
+func TestReadUpcastsStoredVersions(t *testing.T) {
 	ctx := context.Background()
-	up := es.Upcasters{
-		{Type: "ItemAdded", SchemaVersion: 0}: func(d json.RawMessage) (json.RawMessage, error) {
-			return json.RawMessage(strings.Replace(string(d), `"price"`, `"unitPriceCents"`, 1)), nil
-		},
-		{Type: "ItemAdded", SchemaVersion: 1}: func(d json.RawMessage) (json.RawMessage, error) {
-			return json.RawMessage(strings.Replace(string(d), `}`, `,"v2":true}`, 1)), nil
-		},
-	}
-	store := newStore(t, up)
-	old := event("ord-1", 1, "ItemAdded", `{"price":5}`)
-	old.SchemaVersion = 0
-	if _, err := store.Append(ctx, "ord-1", 0, []contract.Event{old}); err != nil {
+	store := newStore(t)
+	v1 := event("ord-1", 1, contract.TypeOrderShipped, `{"trackingNumber":"1Z999","carrier":"UPS"}`)
+	if _, err := store.Append(ctx, "ord-1", 0, []contract.Event{v1}); err != nil {
 		t.Fatal(err)
 	}
-	events, err := store.Read(ctx, "ord-1", 0)
-	if err != nil {
+	const v2 = `{"shipment":{"trackingNumber":"1Z999","carrier":"UPS"}}`
+	for name, read := range map[string]func(context.Context, string, uint64) ([]contract.Event, error){
+		"Read": store.Read, "ReadFromLeader": store.ReadFromLeader,
+	} {
+		events, err := read(ctx, "ord-1", 0)
+		if err != nil || len(events) != 1 || string(events[0].Data) != v2 || events[0].SchemaVersion != 2 {
+			t.Fatalf("%s: %+v %v", name, events, err)
+		}
+	}
+	future := event("ord-2", 1, contract.TypeOrderShipped, v2)
+	future.SchemaVersion = 3
+	if _, err := store.Append(ctx, "ord-2", 0, []contract.Event{future}); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(events[0].Data); got != `{"unitPriceCents":5,"v2":true}` || events[0].SchemaVersion != 2 {
-		t.Fatalf("upcast data = %s at schema %d", got, events[0].SchemaVersion)
+	if _, err := store.Read(ctx, "ord-2", 0); !errors.Is(err, es.ErrCorrupt) || !errors.Is(err, contract.ErrSchemaVersion) {
+		t.Fatalf("read of schema version 3: %v", err)
 	}
 }
 

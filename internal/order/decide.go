@@ -51,7 +51,7 @@ func Decide(s State, c Command) ([]Event, error) {
 		if s.Status != StatusPaid {
 			return nil, stateErr(s.Status, "cannot ship a %s order", s.Status)
 		}
-		return []Event{OrderShipped(c)}, nil
+		return []Event{OrderShipped{Shipment: Shipment(c)}}, nil
 	case DeliverOrder:
 		if s.Status != StatusShipped {
 			return nil, stateErr(s.Status, "cannot deliver a %s order", s.Status)

@@ -17,7 +17,7 @@ var (
 	added        = order.ItemAdded{ProductID: "sku-1", Quantity: 2, UnitPriceCents: 1000}
 	submitted    = order.OrderSubmitted{TotalCents: 2000, ItemCount: 1}
 	paid         = order.OrderPaid{PaymentID: "pay-1", AmountCents: 2000, Method: "card"}
-	shipped      = order.OrderShipped{TrackingNumber: "1Z999", Carrier: "UPS"}
+	shipped      = order.OrderShipped{Shipment: order.Shipment{TrackingNumber: "1Z999", Carrier: "UPS"}}
 	delivered    = order.OrderDelivered{}
 	canceledEvt  = order.OrderCanceled{Reason: "changed my mind"}
 	historyNamed = []struct {
@@ -286,7 +286,7 @@ func TestEvolve(t *testing.T) {
 	}
 
 	s = order.Fold(s, order.OrderSubmitted{TotalCents: 1750, ItemCount: 2}, order.OrderPaid{PaymentID: "p", AmountCents: 1750, Method: "card"},
-		order.OrderShipped{TrackingNumber: "T", Carrier: "DHL"}, order.OrderDelivered{})
+		order.OrderShipped{Shipment: order.Shipment{TrackingNumber: "T", Carrier: "DHL"}}, order.OrderDelivered{})
 	if s.Status != order.StatusDelivered || s.PaymentID != "p" || s.PaidCents != 1750 || s.TrackingNumber != "T" || s.Carrier != "DHL" || s.Version != 8 {
 		t.Fatalf("delivered state: %+v", s)
 	}
@@ -302,7 +302,7 @@ func TestApplyEqualsEvolve(t *testing.T) {
 		order.ItemAdded{ProductID: "c", Quantity: 7, UnitPriceCents: 3},
 		order.OrderSubmitted{TotalCents: 1021, ItemCount: 2},
 		order.OrderPaid{PaymentID: "p", AmountCents: 1021, Method: "card"},
-		order.OrderShipped{TrackingNumber: "t", Carrier: "c"},
+		order.OrderShipped{Shipment: order.Shipment{TrackingNumber: "t", Carrier: "c"}},
 		order.OrderDelivered{},
 	}
 	pure := order.New("ord-1")

@@ -5,10 +5,6 @@ import (
 	"fmt"
 )
 
-// SchemaVersion is the current shape of every order event's data. A change
-// of shape bumps it and ships an upcaster, so stored events stay readable.
-const SchemaVersion = 1
-
 // AggregateType names orders in event envelopes.
 const AggregateType = "order"
 
@@ -63,6 +59,11 @@ type OrderPaid struct {
 
 // OrderShipped records the shipment.
 type OrderShipped struct {
+	Shipment Shipment `json:"shipment"`
+}
+
+// Shipment is a parcel on its way: how to track it and who carries it.
+type Shipment struct {
 	TrackingNumber string `json:"trackingNumber"`
 	Carrier        string `json:"carrier"`
 }
@@ -85,7 +86,8 @@ func (OrderDelivered) EventType() string { return TypeOrderDelivered }
 func (OrderCanceled) EventType() string  { return TypeOrderCanceled }
 
 // ParseEvent decodes the data of a stored event of the current schema
-// version. Older versions are upcast before they get here.
+// version. Older versions are upcast (contract.Upcast) before they get
+// here; the domain knows only the current shapes.
 func ParseEvent(eventType string, data []byte) (Event, error) {
 	switch eventType {
 	case TypeOrderCreated:

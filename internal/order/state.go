@@ -91,7 +91,7 @@ func (s *State) Apply(e Event) {
 	case OrderPaid:
 		s.Status, s.PaymentID, s.PaidCents, s.PaymentMethod = StatusPaid, e.PaymentID, e.AmountCents, e.Method
 	case OrderShipped:
-		s.Status, s.TrackingNumber, s.Carrier = StatusShipped, e.TrackingNumber, e.Carrier
+		s.Status, s.TrackingNumber, s.Carrier = StatusShipped, e.Shipment.TrackingNumber, e.Shipment.Carrier
 	case OrderDelivered:
 		s.Status = StatusDelivered
 	case OrderCanceled:

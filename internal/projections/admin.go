@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
 
@@ -18,9 +17,7 @@ import (
 type AdminConfig struct {
 	Schema     string
 	Partitions int
-	// Upcasters lift old event schema versions of dead letters; may be nil.
-	Upcasters es.Upcasters
-	Logger    *slog.Logger
+	Logger     *slog.Logger
 	// Now is the clock of lag figures; time.Now if nil.
 	Now func() time.Time
 }

@@ -133,7 +133,7 @@ func benchWorkload(n int) []contract.Event {
 			s.version++
 			out = append(out, contract.Event{
 				ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: s.id, Type: ev.EventType(),
-				SchemaVersion: order.SchemaVersion, Version: s.version, Data: data,
+				SchemaVersion: contract.SchemaVersion(ev.EventType()), Version: s.version, Data: data,
 				Metadata: contract.EventMetadata{UserID: "bench", CorrelationID: "corr-" + s.id, CausationID: commandType + "-" + s.id,
 					Timestamp: contract.Time{Time: clock}},
 				Sequence: uint64(len(out) + 1),

@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
 
@@ -64,8 +63,6 @@ type Config struct {
 	// AckWait is the consumers' ack wait. A batch that takes longer is
 	// redelivered and the partition restarts from its cursor.
 	AckWait time.Duration
-	// Upcasters lift old event schema versions; may be nil.
-	Upcasters es.Upcasters
 	// Observer receives batch and ownership figures; may be nil.
 	Observer Observer
 	// Tracer continues the trace of each event that carries one (the

@@ -189,7 +189,7 @@ func (a *Admin) resolve(ctx context.Context, p Projection, id int64, retry bool)
 			}
 			continue
 		}
-		it := decodeItem(l.Subject, l.StreamSequence, l.Body, a.cfg.Upcasters)
+		it := decodeItem(l.Subject, l.StreamSequence, l.Body)
 		failure := it.err
 		if failure == nil {
 			_, err := applyOne(ctx, tx, p, it.event, 1)

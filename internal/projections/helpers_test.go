@@ -40,7 +40,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	_, _, js := natstest.Streams(t, natstest.Partitions)
-	e := &env{js: js, store: es.NewStore(js, natstest.Partitions, nil), url: cluster.DB(t)}
+	e := &env{js: js, store: es.NewStore(js, natstest.Partitions), url: cluster.DB(t)}
 	e.db = e.pool(t, "test")
 	if _, err := migrations.Apply(context.Background(), e.db, schema); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/es"
 )
 
 // ErrRebuildRunning means another process is rebuilding the projection.
@@ -36,8 +35,6 @@ type RebuildOptions struct {
 	// Without it the rebuild swaps once the shadow has caught up with the
 	// stream (see Rebuild).
 	SwapWithin uint64
-	// Upcasters lift old event schema versions; may be nil.
-	Upcasters es.Upcasters
 }
 
 // RebuildProgress describes a running rebuild.
@@ -142,7 +139,6 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		batchWait:    opts.BatchWait,
 		maxAttempts:  opts.MaxAttempts,
 		ackWait:      DefaultAckWait,
-		upcasters:    opts.Upcasters,
 		log:          log,
 		// A rebuild replays old events: their traces ended long ago.
 		tracer:    noop.NewTracerProvider().Tracer(""),

@@ -315,7 +315,6 @@ func (o *owner) workerConfig() workerConfig {
 		batchWait:    o.cfg.BatchWait,
 		maxAttempts:  o.cfg.MaxAttempts,
 		ackWait:      o.cfg.AckWait,
-		upcasters:    o.cfg.Upcasters,
 		log:          o.cfg.Logger.With("projection", o.target.projection),
 		tracer:       o.cfg.Tracer.Tracer("github.com/jetsource/jetsource/internal/projections"),
 		committed:    o.batchCommitted,

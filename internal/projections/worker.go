@@ -50,7 +50,6 @@ type workerConfig struct {
 	batchWait   time.Duration
 	maxAttempts int
 	ackWait     time.Duration
-	upcasters   es.Upcasters
 	log         *slog.Logger
 	tracer      trace.Tracer
 	// committed is called after each committed batch; may be nil.
@@ -296,13 +295,13 @@ func (w *worker) receive(stop context.Context, cons jetstream.Consumer, msgs jet
 
 // decode reads an event; what cannot be read is kept for the dead letters.
 func (w *worker) decode(m jetstream.Msg, seq uint64) item {
-	return decodeItem(m.Subject(), seq, m.Data(), w.upcasters)
+	return decodeItem(m.Subject(), seq, m.Data())
 }
 
 // decodeItem reads a stored event. An event that cannot be read gets err
 // set, and the order of its subject, so that it can be dead-lettered and
 // its order's later events parked behind it.
-func decodeItem(subject string, seq uint64, body []byte, up es.Upcasters) item {
+func decodeItem(subject string, seq uint64, body []byte) item {
 	it := item{seq: seq, subject: subject, body: body}
 	_, orderID, ok := contract.ParseEventSubject(subject)
 	if !ok {
@@ -321,7 +320,7 @@ func decodeItem(subject string, seq uint64, body []byte, up es.Upcasters) item {
 		it.err = fmt.Errorf("%w: event %s of %q stored on the subject of %q", es.ErrCorrupt, e.ID, e.AggregateID, orderID)
 		return it
 	}
-	if it.event, err = up.Upcast(e); err != nil {
+	if it.event, err = contract.Upcast(e); err != nil {
 		it.event, it.err = e, err
 	}
 	return it

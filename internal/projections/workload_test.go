@@ -198,7 +198,7 @@ func (f *feeder) tryAppend(s *script, commandType string, events []order.Event) 
 		s.version++
 		envs[i] = contract.Event{
 			ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: s.id, Type: e.EventType(),
-			SchemaVersion: order.SchemaVersion, Version: s.version, Data: data,
+			SchemaVersion: contract.SchemaVersion(e.EventType()), Version: s.version, Data: data,
 			Metadata: contract.EventMetadata{UserID: "user-" + commandType, CorrelationID: "corr-" + s.id, CausationID: cmdID,
 				Timestamp: contract.Time{Time: f.clock}},
 		}

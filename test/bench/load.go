@@ -57,7 +57,7 @@ func benchLoad(ctx context.Context, cfg config, t *targets) error {
 	if err != nil {
 		return fmt.Errorf("waiting for the order to be built: %w", err)
 	}
-	store := es.NewStore(js, partitions, nil)
+	store := es.NewStore(js, partitions)
 	orderID := cmds[0].OrderID
 	snap, ok, err := store.LoadSnapshot(ctx, orderID)
 	if err != nil || !ok {

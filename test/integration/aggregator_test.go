@@ -99,7 +99,7 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 	}
 	agg.terminate(15 * time.Second)
 
-	store := es.NewStore(js, natstest.Partitions, nil)
+	store := es.NewStore(js, natstest.Partitions)
 	acceptedPerOrder := map[string]int{}
 	for _, c := range cmds {
 		r := outcome[c.ID]

@@ -64,7 +64,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 	defer func() { stop(); <-done }()
 
 	// Raw conditional appends to 8 orders, recording what was acknowledged.
-	store := es.NewStore(js, natstest.Partitions, nil)
+	store := es.NewStore(js, natstest.Partitions)
 	var mu sync.Mutex
 	acked := map[string][]string{} // order → acknowledged event ids in order
 	appendsDone := make(chan struct{})

@@ -100,7 +100,7 @@ func TestCommandsAreLinearizable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := aggregator.NewRepository(es.NewStore(js, natstest.Partitions, nil), es.RepositoryConfig{})
+	repo := aggregator.NewRepository(es.NewStore(js, natstest.Partitions), es.RepositoryConfig{})
 	read := func(ctx context.Context, orderID string) (order.State, error) {
 		l, err := repo.LoadAsOf(ctx, orderID, es.AsOf{})
 		return l.State.Order, err

@@ -279,7 +279,7 @@ func (s *stack) checkOutcomes(cmds []workload.Command, results map[string]contra
 			v.rejected++
 		}
 	}
-	store := es.NewStore(s.js, natstest.Partitions, nil)
+	store := es.NewStore(s.js, natstest.Partitions)
 	for orderID, accepted := range perOrder {
 		events, err := store.ReadFromLeader(ctx, orderID, 0)
 		if err != nil {

@@ -61,9 +61,9 @@ type parsed struct {
 func parse(events []contract.Event) ([]parsed, error) {
 	out := make([]parsed, len(events))
 	for i, e := range events {
-		if e.SchemaVersion != order.SchemaVersion {
+		if want := contract.SchemaVersion(e.Type); e.SchemaVersion != want {
 			return nil, fmt.Errorf("%w: event %s at sequence %d has schema version %d; this build reads %d",
-				ErrUnexpectedEvent, e.ID, e.Sequence, e.SchemaVersion, order.SchemaVersion)
+				ErrUnexpectedEvent, e.ID, e.Sequence, e.SchemaVersion, want)
 		}
 		data, err := order.ParseEvent(e.Type, e.Data)
 		if err != nil {

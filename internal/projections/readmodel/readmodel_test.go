@@ -28,7 +28,7 @@ func ev(orderID string, version int64, data order.Event) contract.Event {
 	body, _ := json.Marshal(data)
 	seq++
 	return contract.Event{ID: fmt.Sprintf("evt-%d", seq), AggregateType: order.AggregateType, AggregateID: orderID,
-		Type: data.EventType(), SchemaVersion: order.SchemaVersion, Version: version, Data: body, Sequence: seq,
+		Type: data.EventType(), SchemaVersion: contract.SchemaVersion(data.EventType()), Version: version, Data: body, Sequence: seq,
 		Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Date(2026, 5, 1, 12, 0, int(seq), 0, time.UTC)}}}
 }
 
