@@ -69,6 +69,8 @@ Usage:
   orderctl streams apply|check
                         create or update the streams and the aggregator's lease bucket, or
                         list how they differ from the configuration (exit 1 if they do)
+  orderctl migrate      apply the schema migrations to JETSOURCE_SCHEMA and grant the roles of
+                        deploy/postgres/roles.sql their privileges (run as the schema's owner)
   orderctl dev [flags]  run NATS, Postgres, the aggregator and every projector in this
                         process, with a demo workload; see orderctl dev --help
 
@@ -76,8 +78,8 @@ Projections: order_summary, order_history, sales_daily.
 
 Environment: NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_NKEY,
 NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_INBOX_PREFIX, NATS_TLS_CERT, NATS_TLS_KEY,
-NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints, dlq, rebuild
-and wait also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource); for streams
+NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints, dlq, rebuild,
+wait and migrate also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource); for streams
 also JETSOURCE_REPLICAS (default 1), JETSOURCE_RESULTS_MAX_AGE (24h),
 JETSOURCE_DUPLICATE_WINDOW (2m) and AGGREGATOR_LEASE_TTL (5s), as the aggregator reads them.
 dev starts its own NATS, and uses DATABASE_URL if set, else a local Postgres.
@@ -111,6 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"rebuild":     cmdRebuild,
 		"wait":        cmdWait,
 		"streams":     cmdStreams,
+		"migrate":     cmdMigrate,
 		"dev":         cmdDev,
 	}
 	fn, ok := commands[args[0]]

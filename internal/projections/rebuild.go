@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
 
 // ErrRebuildRunning means another process is rebuilding the projection.
@@ -486,6 +487,11 @@ func (a *Admin) swap(ctx context.Context, lock *pgx.Conn, p Projection) error {
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
 		}
+	}
+	// The new tables carry no grants yet: the projection's runtime role and
+	// the reader role need theirs before the live runners write again.
+	if _, err := migrations.Grant(ctx, tx, a.cfg.Schema, name, p.Tables()); err != nil {
+		return err
 	}
 	return tx.Commit(ctx)
 }
