@@ -251,12 +251,9 @@ func (c *Client) Events(ctx context.Context, orderID string) ([]contract.Event, 
 			if err != nil {
 				return nil, fmt.Errorf("read events of %s: %w", orderID, err)
 			}
-			e, err := contract.DecodeEvent(m.Subject, m.Sequence, m.Data)
-			if err == nil {
-				e, err = contract.Upcast(e)
-			}
+			e, err := readEvent(m.Subject, m.Sequence, m.Data)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("read events of %s: %w", orderID, err)
 			}
 			events = append(events, e)
 			next, pending = m.Sequence+1, m.Header.Get("Nats-Num-Pending")
@@ -271,8 +268,9 @@ func (c *Client) Events(ctx context.Context, orderID string) ([]contract.Event, 
 const readBatch = 1000
 
 // DecodeEvent returns the typed data of an event, upcast first if it is
-// of an older schema version (as an event received by subscription may
-// be).
+// of an older schema version (as an event read from the stream by other
+// means may be). The data is one of the event types of package contract,
+// so a type switch over them is complete.
 func DecodeEvent(e contract.Event) (contract.EventData, error) {
 	e, err := contract.Upcast(e)
 	if err != nil {

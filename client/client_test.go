@@ -5,27 +5,64 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
+
+// stops stops what jetsource started, when the tests end.
+var stops []func()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, stop := range stops {
+		stop()
+	}
+	os.Exit(code)
+}
+
+// jetsource starts what the tests and examples talk to, an embedded NATS
+// server with the JetSource streams and an aggregator, and returns a
+// connection to it.
+func jetsource() *nats.Conn {
+	srv, err := natsserver.Start(natsserver.Config{})
+	if err != nil {
+		panic(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		panic(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		panic(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := es.Setup(ctx, js, natstest.Topology(contract.DefaultPartitions)); err != nil {
+		panic(err)
+	}
+	svc, err := aggregator.New(js, aggregator.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		panic(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.Run(ctx) }()
+	stops = append(stops, func() { cancel(); <-done; nc.Close(); srv.Shutdown() })
+	return nc
+}
 
 func startService(t *testing.T) *client.Client {
 	t.Helper()
-	_, nc, js := natstest.Streams(t, natstest.Partitions)
-	svc, err := aggregator.New(js, aggregator.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	c, err := client.New(nc)
+	c, err := client.New(jetsource())
 	if err != nil {
 		t.Fatal(err)
 	}

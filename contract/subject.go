@@ -73,6 +73,14 @@ func EventPartitionFilter(partition int) string {
 	return EventsPrefix + strconv.Itoa(partition) + ".*"
 }
 
+// AllEventsFilter matches the events of every order: what downstream
+// consumers read.
+const AllEventsFilter = EventsPrefix + ">"
+
+// OrderEventsFilter matches the events of one order without knowing its
+// partition.
+func OrderEventsFilter(orderID string) string { return EventsPrefix + "*." + orderID }
+
 // ParseEventSubject splits orders.events.<p>.<orderId>.
 func ParseEventSubject(subject string) (partition int, orderID string, ok bool) {
 	rest, found := strings.CutPrefix(subject, EventsPrefix)
