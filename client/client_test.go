@@ -9,14 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/aggregatord"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // stops stops what jetsource started, when the tests end.
@@ -46,17 +47,19 @@ func jetsource() *nats.Conn {
 	if err != nil {
 		panic(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := es.Setup(ctx, js, natstest.Topology(contract.DefaultPartitions)); err != nil {
+	if err := es.Setup(context.Background(), js, natstest.Topology(contract.DefaultPartitions)); err != nil {
 		panic(err)
 	}
-	svc, err := aggregator.New(js, aggregator.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := aggregatord.DefaultConfig()
+	cfg.NATS.URL, cfg.MetricsAddr = srv.ClientURL(), ""
+	agg, err := aggregatord.NewMain(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		panic(err)
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(ctx) }()
-	stops = append(stops, func() { cancel(); <-done; nc.Close(); srv.Shutdown() })
+	if err := agg.Run(context.Background()); err != nil {
+		panic(err)
+	}
+	stops = append(stops, func() { _ = agg.Close(); nc.Close(); srv.Shutdown() })
 	return nc
 }
 

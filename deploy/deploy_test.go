@@ -12,7 +12,7 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
-	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,8 +38,8 @@ func deploymentName(projection string) string {
 }
 
 // The environment each binary reads, as documented in docs/operations.md.
-// Manifests may set nothing else; the binaries' envconfig tags must be in
-// these lists (TestEnvCatalogueMatchesSource).
+// Manifests may set nothing else; the variables the binaries map (config.Env
+// bindings) must be in these lists (TestEnvCatalogueMatchesSource).
 var (
 	sharedEnv = []string{
 		"NATS_URL", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_INBOX_PREFIX",
@@ -114,9 +114,10 @@ func drainTimeout(t *testing.T, where string, env map[string]string) time.Durati
 }
 
 // TestEnvCatalogueMatchesSource keeps the catalogue above (and so the docs
-// and manifests) in step with the envconfig tags a binary declares, in its
-// cmd/ package and the module packages that package imports (natsconn,
-// tracing, ...). A binary not in this tree yet is checked once it lands.
+// and manifests) in step with the variables a binary maps (config.Env
+// bindings such as env.Int("NAME", ...)), in its cmd/ package and the
+// module packages that package imports (daemon, ...). A binary not in this
+// tree yet is checked once it lands.
 func TestEnvCatalogueMatchesSource(t *testing.T) {
 	for _, binary := range []string{"aggregator", "projector"} {
 		dir := filepath.Join("..", "cmd", binary)
@@ -124,11 +125,11 @@ func TestEnvCatalogueMatchesSource(t *testing.T) {
 			t.Logf("%s not in this tree; its variables are checked against the catalogue only", dir)
 			continue
 		}
-		tags := envconfigTags(t, dir)
-		if len(tags) == 0 {
-			t.Errorf("no envconfig tags found for %s", binary)
+		vars := mappedVars(t, dir)
+		if len(vars) == 0 {
+			t.Errorf("no variables found for %s", binary)
 		}
-		for _, name := range tags {
+		for _, name := range vars {
 			if !slices.Contains(envFor(t, binary), name) {
 				t.Errorf("%s reads %s, which the catalogue (and docs/operations.md) lacks", binary, name)
 			}
@@ -138,9 +139,16 @@ func TestEnvCatalogueMatchesSource(t *testing.T) {
 
 const modulePath = "github.com/jetsource/jetsource/"
 
-// envconfigTags returns the envconfig struct tags declared in the non-test
-// Go files of the package in dir and of the module packages it imports.
-func envconfigTags(t *testing.T, dir string) []string {
+var (
+	// bindings are config.Env's methods that bind a variable.
+	bindings = map[string]bool{"String": true, "URL": true, "Int": true, "Int64": true, "Bool": true, "Duration": true, "Level": true}
+	envName  = regexp.MustCompile(`^[A-Z][A-Z0-9_]+$`)
+)
+
+// mappedVars returns the variables bound in the non-test Go files of the
+// package in dir and of the module packages it imports: the upper-case
+// string literals that open a call of a config.Env binding method.
+func mappedVars(t *testing.T, dir string) []string {
 	t.Helper()
 	var names []string
 	fset := token.NewFileSet()
@@ -163,15 +171,16 @@ func envconfigTags(t *testing.T, dir string) []string {
 				}
 			}
 			ast.Inspect(f, func(n ast.Node) bool {
-				field, ok := n.(*ast.Field)
-				if !ok || field.Tag == nil {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || len(call.Args) == 0 {
 					return true
 				}
-				raw, err := strconv.Unquote(field.Tag.Value)
-				if err != nil {
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				lit, isLit := call.Args[0].(*ast.BasicLit)
+				if !ok || !isLit || lit.Kind != token.STRING || !bindings[sel.Sel.Name] {
 					return true
 				}
-				if name, ok := reflect.StructTag(raw).Lookup("envconfig"); ok {
+				if name, err := strconv.Unquote(lit.Value); err == nil && envName.MatchString(name) {
 					names = append(names, name)
 				}
 				return true

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -14,51 +12,28 @@ import (
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/client/readmodel"
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/pgtest"
-	"github.com/jetsource/jetsource/internal/projections"
-	"github.com/jetsource/jetsource/internal/projections/migrations"
-	projection "github.com/jetsource/jetsource/internal/projections/readmodel"
+	"github.com/jetsource/jetsource/internal/servicetest"
 )
 
 var cluster *pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
-// run runs fn until the test ends.
-func run(t *testing.T, fn func(context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = fn(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-}
-
 // TestWaitForProjectionReadsYourWrites sends commands and reads the
 // order_summary row right after WaitForProjection returns: it must be there.
 // Rejections return at once; a projection nobody runs times out.
 func TestWaitForProjectionReadsYourWrites(t *testing.T) {
-	_, nc, js := natstest.Streams(t, natstest.Partitions)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := aggregator.New(js, aggregator.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, svc.Run)
-	db, err := pgxpool.New(context.Background(), cluster.DB(t))
+	srv, nc, _ := natstest.Streams(t, natstest.Partitions)
+	dbURL := cluster.DB(t)
+	servicetest.Aggregator(t, srv.ClientURL())
+	servicetest.Projector(t, srv.ClientURL(), dbURL, "order_summary")
+	db, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	if _, err := migrations.Apply(context.Background(), db, "jetsource"); err != nil {
-		t.Fatal(err)
-	}
-	runner, err := projections.NewRunner(db, js, projections.Config{Projection: projection.OrderSummary{}, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, runner.Run)
 	c, err := client.New(nc)
 	if err != nil {
 		t.Fatal(err)

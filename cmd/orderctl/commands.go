@@ -135,7 +135,7 @@ func cmdState(ctx context.Context, s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	repo := aggregator.NewRepository(es.NewStore(js, s.cfg.Partitions), es.RepositoryConfig{})
+	repo := aggregator.NewRepository(es.NewStore(js, s.cfg.Streams.Partitions), es.RepositoryConfig{})
 	l, err := repo.LoadAsOf(ctx, fs.Arg(0), es.AsOf{Version: v, Time: t})
 	if err != nil {
 		return fmt.Errorf("load order %s: %w", fs.Arg(0), err)

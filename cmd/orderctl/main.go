@@ -13,15 +13,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/client"
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/config"
+	"github.com/jetsource/jetsource/internal/daemon"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
@@ -30,17 +33,38 @@ import (
 // Config is orderctl's environment. Only the commands that read the
 // projections need DatabaseURL.
 type Config struct {
-	natsconn.Config
-	Partitions  int    `envconfig:"JETSOURCE_PARTITIONS" default:"16"`
-	DatabaseURL string `envconfig:"DATABASE_URL"`
-	Schema      string `envconfig:"JETSOURCE_SCHEMA" default:"jetsource"`
+	NATS natsconn.Config
+	// Streams is the stream topology as the aggregator reads it; every
+	// command uses the partition count, streams apply and check the rest.
+	Streams es.Topology
+	// Aggregator holds the lease bucket's settings (LeaseTTL,
+	// StreamReplicas) for streams apply and check.
+	Aggregator  aggregator.Config
+	DatabaseURL string
+	Schema      string
+}
 
-	// The stream topology and lease TTL, as the aggregator reads them; only
-	// streams apply and check use them.
-	Replicas        int           `envconfig:"JETSOURCE_REPLICAS" default:"1"`
-	ResultsMaxAge   time.Duration `envconfig:"JETSOURCE_RESULTS_MAX_AGE" default:"24h"`
-	DuplicateWindow time.Duration `envconfig:"JETSOURCE_DUPLICATE_WINDOW" default:"2m"`
-	LeaseTTL        time.Duration `envconfig:"AGGREGATOR_LEASE_TTL" default:"5s"`
+func defaultConfig() Config {
+	return Config{NATS: natsconn.DefaultConfig(), Streams: es.DefaultTopology(), Aggregator: aggregator.DefaultConfig(),
+		Schema: projections.DefaultSchema}
+}
+
+// Validate reports every problem at once, as config.FieldErrors.
+func (c Config) Validate() error {
+	return errors.Join(config.Nest("NATS", c.NATS.Validate()), config.Nest("Streams", c.Streams.Validate()),
+		config.Nest("Aggregator", c.Aggregator.Validate()), migrations.ValidateSchema("Schema", c.Schema))
+}
+
+// mapEnv maps the environment onto cfg; the defaults are cfg's.
+func mapEnv(env *config.Env, cfg *Config) {
+	daemon.MapNATS(env, &cfg.NATS)
+	env.Int("JETSOURCE_PARTITIONS", "partition count the streams were created with", &cfg.Streams.Partitions, &cfg.Aggregator.Partitions)
+	env.Int("JETSOURCE_REPLICAS", "stream replicas (streams apply and check)", &cfg.Streams.Replicas, &cfg.Aggregator.StreamReplicas)
+	env.Duration("JETSOURCE_RESULTS_MAX_AGE", "how long results are kept (streams apply and check)", &cfg.Streams.ResultsMaxAge)
+	env.Duration("JETSOURCE_DUPLICATE_WINDOW", "de-duplication window (streams apply and check)", &cfg.Streams.DuplicateWindow)
+	env.Duration("AGGREGATOR_LEASE_TTL", "the aggregators' lease TTL (streams apply and check)", &cfg.Aggregator.LeaseTTL)
+	env.URL("DATABASE_URL", "PostgreSQL URL of the read models", &cfg.DatabaseURL)
+	env.String("JETSOURCE_SCHEMA", "schema of the read models", &cfg.Schema)
 }
 
 const usage = `orderctl — JetSource command line
@@ -121,10 +145,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "orderctl: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	var cfg Config
-	if err := envconfig.Process("", &cfg); err != nil {
-		fmt.Fprintln(stderr, "orderctl: read configuration:", err)
-		return 1
+	cfg := defaultConfig()
+	env := config.NewEnv(os.LookupEnv, &cfg)
+	mapEnv(env, &cfg)
+	if err := env.Check(cfg.Validate()); err != nil {
+		fmt.Fprintf(stderr, "orderctl: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 2
 	}
 	s := &session{cfg: cfg, stdout: stdout, stderr: stderr}
 	defer s.close()
@@ -178,15 +204,12 @@ func (s *session) Client() (*client.Client, error) {
 	if s.client != nil {
 		return s.client, nil
 	}
-	if err := s.cfg.Config.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid configuration: %w", err)
-	}
-	nc, err := natsconn.Dial(s.cfg.Config, "orderctl")
+	nc, err := natsconn.Dial(s.cfg.NATS, "orderctl")
 	if err != nil {
 		return nil, err
 	}
 	s.nc = nc
-	c, err := client.New(nc, client.WithPartitions(s.cfg.Partitions))
+	c, err := client.New(nc, client.WithPartitions(s.cfg.Streams.Partitions))
 	if err != nil {
 		return nil, err
 	}
@@ -210,9 +233,6 @@ func (s *session) DB(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	if s.cfg.DatabaseURL == "" {
 		return nil, errors.New("DATABASE_URL is not set; this command reads the projections' tables in Postgres")
-	}
-	if err := migrations.CheckSchemaName(s.cfg.Schema); err != nil {
-		return nil, fmt.Errorf("JETSOURCE_SCHEMA: %w", err)
 	}
 	cfg, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
 	if err != nil {
@@ -251,7 +271,7 @@ func (s *session) Admin(ctx context.Context) (*projections.Admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	admin, err := projections.NewAdmin(pool, js, projections.AdminConfig{Schema: s.cfg.Schema, Partitions: s.cfg.Partitions})
+	admin, err := projections.NewAdmin(pool, js, projections.AdminConfig{Schema: s.cfg.Schema, Partitions: s.cfg.Streams.Partitions})
 	if err != nil {
 		return nil, err
 	}

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
-	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/pgtest"
+	"github.com/jetsource/jetsource/internal/servicetest"
 )
 
 var cluster *pgtest.Cluster
@@ -30,15 +28,8 @@ func orderctlCtx(ctx context.Context, args ...string) (int, string, string) {
 }
 
 func TestSendHistoryAndState(t *testing.T) {
-	srv, _, js := natstest.Streams(t, natstest.Partitions)
-	svc, err := aggregator.New(js, aggregator.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	srv, _, _ := natstest.Streams(t, natstest.Partitions)
+	servicetest.Aggregator(t, srv.ClientURL())
 	t.Setenv("NATS_URL", srv.ClientURL())
 
 	code, out, errOut := orderctl("send", "--id", "c-1", "--user", "u-1", "ord-9", "CreateOrder", `{"customerId":"cust"}`)

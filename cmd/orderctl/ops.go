@@ -137,7 +137,7 @@ func cmdCheckpoints(ctx context.Context, s *session, args []string) error {
 	}
 	w := newTable(s.stdout)
 	fmt.Fprintln(w, "PARTITION\tCURSOR\tLAST EVENT AT\tUPDATED AT")
-	for p := range s.cfg.Partitions {
+	for p := range s.cfg.Streams.Partitions {
 		cp, ok := cps[p]
 		if !ok {
 			fmt.Fprintf(w, "%d\t0\t-\tnever ran\n", p)
@@ -392,7 +392,7 @@ func cmdWait(ctx context.Context, s *session, args []string) error {
 		return &client.RejectedError{Result: r}
 	}
 	start := time.Now()
-	if err := clientreadmodel.WaitForProjection(ctx, pool, s.cfg.Schema, p.Name(), s.cfg.Partitions, r); err != nil {
+	if err := clientreadmodel.WaitForProjection(ctx, pool, s.cfg.Schema, p.Name(), s.cfg.Streams.Partitions, r); err != nil {
 		return err
 	}
 	fmt.Fprintf(s.stdout, "%s has projected command %s (order %s, stream sequence %d); waited %s\n",

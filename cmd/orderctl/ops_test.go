@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,13 +13,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
-	"github.com/jetsource/jetsource/internal/projections"
-	"github.com/jetsource/jetsource/internal/projections/migrations"
-	"github.com/jetsource/jetsource/internal/projections/readmodel"
+	"github.com/jetsource/jetsource/internal/projectord"
+	"github.com/jetsource/jetsource/internal/servicetest"
 )
 
 // opsEnv is a running system for the operator commands: NATS with the
@@ -35,40 +31,20 @@ type opsEnv struct {
 func startOps(t *testing.T) *opsEnv {
 	t.Helper()
 	srv, _, js := natstest.Streams(t, natstest.Partitions)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := aggregator.New(js, aggregator.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	background(t, svc.Run)
 	url := cluster.DB(t)
+	servicetest.Aggregator(t, srv.ClientURL())
+	servicetest.Projector(t, srv.ClientURL(), url, "order_summary", func(c *projectord.Config) {
+		c.Runner.MaxAttempts, c.Runner.Heartbeat, c.Runner.ReplicaTTL = 2, 100*time.Millisecond, 500*time.Millisecond
+	})
 	db, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	if _, err := migrations.Apply(context.Background(), db, "jetsource"); err != nil {
-		t.Fatal(err)
-	}
-	runner, err := projections.NewRunner(db, js, projections.Config{Projection: readmodel.OrderSummary{}, MaxAttempts: 2,
-		Heartbeat: 100 * time.Millisecond, ReplicaTTL: 500 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	background(t, runner.Run)
 	t.Setenv("NATS_URL", srv.ClientURL())
 	t.Setenv("DATABASE_URL", url)
 	t.Setenv("JETSOURCE_SCHEMA", "jetsource")
 	return &opsEnv{store: es.NewStore(js, natstest.Partitions), db: db}
-}
-
-// background runs fn until the test ends.
-func background(t *testing.T, fn func(context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = fn(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 }
 
 // mustRun runs orderctl and fails the test unless it exits with want.

@@ -26,11 +26,8 @@ func cmdStreams(ctx context.Context, s *session, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	topo := es.Topology{Partitions: s.cfg.Partitions, Replicas: s.cfg.Replicas, ResultsMaxAge: s.cfg.ResultsMaxAge, DuplicateWindow: s.cfg.DuplicateWindow}
-	if err := topo.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
-	}
-	bucket := aggregator.LeaseBucketConfig(s.cfg.LeaseTTL, s.cfg.Replicas)
+	topo := s.cfg.Streams
+	bucket := aggregator.LeaseBucketConfig(s.cfg.Aggregator.LeaseTTL, s.cfg.Streams.Replicas)
 	if _, err := s.Client(); err != nil {
 		return err
 	}

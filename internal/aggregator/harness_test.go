@@ -52,12 +52,20 @@ func (h *harness) run(cfg aggregator.Config) func() {
 }
 
 // runOn starts an aggregator on its own JetStream handle with a test hook.
-func (h *harness) runOn(js jetstream.JetStream, cfg aggregator.Config, hook func(point, commandID string) error) func() {
+// Of set, it takes the fields tests vary (ReplicaID, LeaseTTL, Observer,
+// Tracer, Logger) where they are not zero; the rest are the defaults.
+func (h *harness) runOn(js jetstream.JetStream, set aggregator.Config, hook func(point, commandID string) error) func() {
 	h.t.Helper()
+	cfg := aggregator.DefaultConfig()
 	cfg.Partitions = natstest.Partitions
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = 2 * time.Second // a crashed test replica's leases lapse quickly
+	cfg.LeaseTTL = 2 * time.Second // a crashed test replica's leases lapse quickly
+	if set.LeaseTTL != 0 {
+		cfg.LeaseTTL = set.LeaseTTL
 	}
+	if set.ReplicaID != "" {
+		cfg.ReplicaID = set.ReplicaID
+	}
+	cfg.Observer, cfg.Tracer, cfg.Logger = set.Observer, set.Tracer, set.Logger
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelError}))
 	}

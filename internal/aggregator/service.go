@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -20,23 +19,24 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
-// Config tunes a Service. Zero fields take the defaults in setDefaults;
-// None switches a count off.
+// Config tunes a Service. DefaultConfig is the home of its defaults; a
+// zero count switches its feature off.
 type Config struct {
 	// Partitions is the partition count the streams were created with.
 	Partitions int
 	// MaxRetries bounds reloads after conflicts for one command before it
-	// is rejected with "conflict"; None for no retries.
+	// is rejected with "conflict"; 0 for no retries.
 	MaxRetries int
-	// CacheSize is how many orders stay in memory; None for no cache.
+	// CacheSize is how many orders stay in memory; 0 for no cache.
 	CacheSize int
 	// SnapshotEvery takes a snapshot every this many events of an order;
-	// None for no snapshots.
+	// 0 for no snapshots.
 	SnapshotEvery int64
 	// AckWait is how long JetStream waits for an acknowledgement before it
 	// redelivers a command.
@@ -46,50 +46,44 @@ type Config struct {
 	MaxAckPending int
 	// DrainTimeout bounds finishing the command in hand at shutdown.
 	DrainTimeout time.Duration
-	// Logger receives structured logs; slog.Default() if nil.
-	Logger *slog.Logger
-	// Observer receives metrics; none if nil.
-	Observer Observer
-	// Now stamps events; time.Now if nil.
-	Now func() time.Time
 	// ReplicaID names this replica among the aggregators sharing the
-	// partitions; the host name and a random suffix if empty.
+	// partitions; it must be unique among the running replicas.
 	ReplicaID string
 	// LeaseTTL is how long a replica's partition leases outlive its last
 	// renewal: the longest a dead replica's partitions stay unowned.
 	LeaseTTL time.Duration
 	// StreamReplicas is the replica count of the lease bucket.
 	StreamReplicas int
+
+	// Logger receives structured logs; slog.Default() if nil.
+	Logger *slog.Logger
+	// Observer receives metrics; none if nil.
+	Observer Observer
+	// Now stamps events; time.Now if nil.
+	Now func() time.Time
 	// Tracer traces commands; a no-op provider if nil.
 	Tracer trace.TracerProvider
 }
 
-// None is the value of Config counts that switches them off, since zero
-// selects the default.
-const None = -1
+// DefaultConfig returns the defaults, with a replica id named after the
+// host.
+func DefaultConfig() Config {
+	return Config{
+		Partitions:     es.DefaultPartitions,
+		MaxRetries:     5,
+		CacheSize:      10_000,
+		SnapshotEvery:  100,
+		AckWait:        30 * time.Second,
+		MaxAckPending:  1000,
+		DrainTimeout:   10 * time.Second,
+		ReplicaID:      config.ReplicaID("aggregator"),
+		LeaseTTL:       5 * time.Second,
+		StreamReplicas: 1,
+	}
+}
 
-func (c *Config) setDefaults() {
-	if c.Partitions == 0 {
-		c.Partitions = 16
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = 5
-	}
-	if c.CacheSize == 0 {
-		c.CacheSize = 10_000
-	}
-	if c.SnapshotEvery == 0 {
-		c.SnapshotEvery = 100
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 1000
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 10 * time.Second
-	}
+// withDependencies fills the nil dependencies.
+func (c Config) withDependencies() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -99,52 +93,37 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.ReplicaID == "" {
-		c.ReplicaID = fmt.Sprintf("replica-%08x", rand.Uint32())
-	}
-	if c.LeaseTTL == 0 {
-		c.LeaseTTL = 5 * time.Second
-	}
-	if c.StreamReplicas == 0 {
-		c.StreamReplicas = 1
-	}
 	if c.Tracer == nil {
 		c.Tracer = noop.NewTracerProvider()
 	}
+	return c
 }
 
-// Validate reports every problem at once. Zero values are valid: they
-// select the defaults.
+// Validate reports every problem at once, as config.FieldErrors.
 func (c Config) Validate() error {
-	var errs []error
-	if c.Partitions < 0 {
-		errs = append(errs, fmt.Errorf("partitions is %d; it must be at least 1", c.Partitions))
-	}
-	if c.MaxRetries < None {
-		errs = append(errs, fmt.Errorf("max retries is %d; it must not be negative", c.MaxRetries))
-	}
-	if c.CacheSize < None {
-		errs = append(errs, fmt.Errorf("cache size is %d; it must not be negative", c.CacheSize))
-	}
-	if c.SnapshotEvery < None {
-		errs = append(errs, fmt.Errorf("snapshot interval is %d; it must not be negative", c.SnapshotEvery))
-	}
-	if c.AckWait != 0 && c.AckWait < time.Second {
-		errs = append(errs, fmt.Errorf("ack wait is %s; it must be at least 1s", c.AckWait))
-	}
-	if c.MaxAckPending < 0 {
-		errs = append(errs, fmt.Errorf("max ack pending is %d; it must be at least 1", c.MaxAckPending))
-	}
-	if c.DrainTimeout < 0 {
-		errs = append(errs, fmt.Errorf("drain timeout is %s; it must not be negative", c.DrainTimeout))
-	}
-	if c.LeaseTTL != 0 && c.LeaseTTL < time.Second {
-		errs = append(errs, fmt.Errorf("lease TTL is %s; it must be at least 1s", c.LeaseTTL))
-	}
-	if c.ReplicaID != "" {
-		if err := order.ValidateID("replica id", c.ReplicaID); err != nil {
-			errs = append(errs, err)
+	errs := []error{es.ValidatePartitions("Partitions", c.Partitions)}
+	for field, n := range map[string]int64{"MaxRetries": int64(c.MaxRetries), "CacheSize": int64(c.CacheSize), "SnapshotEvery": c.SnapshotEvery} {
+		if n < 0 {
+			errs = append(errs, config.Invalid(field, n, "must not be negative (0 switches it off)"))
 		}
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, config.Invalid("AckWait", c.AckWait, "must be at least 1s"))
+	}
+	if c.MaxAckPending < 1 {
+		errs = append(errs, config.Invalid("MaxAckPending", c.MaxAckPending, "must be at least 1"))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, config.Invalid("DrainTimeout", c.DrainTimeout, "must be positive"))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, config.Invalid("LeaseTTL", c.LeaseTTL, "must be at least 1s"))
+	}
+	if err := order.ValidateID("replica id", c.ReplicaID); err != nil {
+		errs = append(errs, config.Invalid("ReplicaID", c.ReplicaID, "%v", err))
+	}
+	if c.StreamReplicas != 1 && c.StreamReplicas != 3 && c.StreamReplicas != 5 {
+		errs = append(errs, config.Invalid("StreamReplicas", c.StreamReplicas, "must be 1, 3 or 5"))
 	}
 	return errors.Join(errs...)
 }
@@ -162,18 +141,18 @@ type Service struct {
 
 // New returns a service over existing streams (see es.Setup).
 func New(js jetstream.JetStream, cfg Config) (*Service, error) {
-	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("aggregator config: %w", err)
 	}
+	cfg = cfg.withDependencies()
 	store := es.NewStore(js, cfg.Partitions)
-	repo := NewRepository(store, es.RepositoryConfig{CacheSize: max(cfg.CacheSize, 0), SnapshotEvery: max(cfg.SnapshotEvery, 0), Now: cfg.Now})
+	repo := NewRepository(store, es.RepositoryConfig{CacheSize: cfg.CacheSize, SnapshotEvery: cfg.SnapshotEvery, Now: cfg.Now})
 	return &Service{
 		js:    js,
 		store: store,
 		repo:  repo,
 		cfg:   cfg,
-		handler: &handler{store: store, repo: repo, maxRetries: max(cfg.MaxRetries, 0), now: cfg.Now,
+		handler: &handler{store: store, repo: repo, maxRetries: cfg.MaxRetries, now: cfg.Now,
 			log: cfg.Logger, obs: cfg.Observer, tracer: cfg.Tracer.Tracer("github.com/jetsource/jetsource/internal/aggregator")},
 	}, nil
 }

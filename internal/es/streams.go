@@ -7,8 +7,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/contract"
+
+	"github.com/jetsource/jetsource/internal/config"
 )
 
 // Message size limits of the streams, headers included: the server refuses
@@ -36,29 +39,53 @@ const PartitionsKey = "jetsource.partitions"
 // route commands and events of one order to different partitions.
 var ErrPartitionMismatch = errors.New("partition count mismatch")
 
+// DefaultPartitions is the partition count of the wire contract's
+// default, for streams and every binary that does not configure another.
+const DefaultPartitions = 16
+
+// MaxPartitions bounds the partition count.
+const MaxPartitions = 1024
+
 // Topology is what Setup creates. The partition count cannot change once the
 // streams exist.
 type Topology struct {
-	Partitions      int
-	Replicas        int
-	ResultsMaxAge   time.Duration
+	Partitions int
+	// Replicas is the streams' replica count: 1 in development, 3 or 5 in
+	// production.
+	Replicas int
+	// ResultsMaxAge is how long results are kept (and rejections
+	// remembered).
+	ResultsMaxAge time.Duration
+	// DuplicateWindow is JetStream's de-duplication window for Nats-Msg-Id.
 	DuplicateWindow time.Duration
+}
+
+// DefaultTopology is the home of the streams' defaults: R1, results kept a
+// day.
+func DefaultTopology() Topology {
+	return Topology{Partitions: DefaultPartitions, Replicas: 1, ResultsMaxAge: 24 * time.Hour, DuplicateWindow: 2 * time.Minute}
+}
+
+// ValidatePartitions checks a partition count; every configuration that
+// holds one calls it, so that a bad count reads the same everywhere.
+func ValidatePartitions(field string, n int) error {
+	if n < 1 || n > MaxPartitions {
+		return config.Invalid(field, n, "must be between 1 and %d", MaxPartitions)
+	}
+	return nil
 }
 
 // Validate reports every problem at once.
 func (t Topology) Validate() error {
-	var errs []error
-	if t.Partitions < 1 || t.Partitions > 1024 {
-		errs = append(errs, fmt.Errorf("partitions is %d; it must be between 1 and 1024", t.Partitions))
-	}
+	errs := []error{ValidatePartitions("Partitions", t.Partitions)}
 	if t.Replicas != 1 && t.Replicas != 3 && t.Replicas != 5 {
-		errs = append(errs, fmt.Errorf("replicas is %d; it must be 1, 3 or 5", t.Replicas))
+		errs = append(errs, config.Invalid("Replicas", t.Replicas, "must be 1, 3 or 5"))
 	}
 	if t.ResultsMaxAge < time.Minute {
-		errs = append(errs, fmt.Errorf("results max age is %s; it must be at least 1m", t.ResultsMaxAge))
+		errs = append(errs, config.Invalid("ResultsMaxAge", t.ResultsMaxAge, "must be at least 1m"))
 	}
 	if t.DuplicateWindow < 2*time.Minute {
-		errs = append(errs, fmt.Errorf("duplicate window is %s; it must be at least 2m", t.DuplicateWindow))
+		errs = append(errs, config.Invalid("DuplicateWindow", t.DuplicateWindow, "must be at least 2m"))
 	}
 	return errors.Join(errs...)
 }

@@ -48,7 +48,7 @@ func TestSetupIsIdempotentAndRefusesAnotherPartitionCount(t *testing.T) {
 
 func TestTopologyValidate(t *testing.T) {
 	err := es.Topology{Partitions: 0, Replicas: 2, ResultsMaxAge: time.Second, DuplicateWindow: time.Second}.Validate()
-	for _, want := range []string{"partitions is 0", "replicas is 2", "results max age", "duplicate window"} {
+	for _, want := range []string{"Partitions is 0", "Replicas is 2", "ResultsMaxAge is 1s", "DuplicateWindow is 1s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, want)
 		}

@@ -13,29 +13,34 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/jetsource/jetsource/internal/config"
 )
 
-// Config is the NATS part of a binary's configuration. The envconfig tags
-// name the environment variables; only cmd/ reads them.
+// Config is the NATS part of a binary's configuration; daemon.MapNATS names
+// its environment variables.
 //
-// One way to authenticate at most: NATS_CREDS (a JWT credentials file),
-// NATS_NKEY (an nkey seed file), NATS_USER and NATS_PASSWORD, NATS_TOKEN,
-// or a user and password in NATS_URL.
+// One way to authenticate at most: Creds (a JWT credentials file), NKey
+// (an nkey seed file), User and Password, Token, or a user and password
+// in URL.
 type Config struct {
 	// URL is one server or a comma-separated list (a cluster).
-	URL      string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
-	Creds    string `envconfig:"NATS_CREDS"`
-	NKey     string `envconfig:"NATS_NKEY"`
-	User     string `envconfig:"NATS_USER"`
-	Password Secret `envconfig:"NATS_PASSWORD"`
-	Token    Secret `envconfig:"NATS_TOKEN"`
+	URL      string
+	Creds    string
+	NKey     string
+	User     string
+	Password Secret
+	Token    Secret
 	// InboxPrefix is where replies come back; with deploy/nats/auth.conf
 	// each role may only receive on _INBOX.<role>. Empty: _INBOX.
-	InboxPrefix string `envconfig:"NATS_INBOX_PREFIX"`
-	TLSCert     string `envconfig:"NATS_TLS_CERT"`
-	TLSKey      string `envconfig:"NATS_TLS_KEY"`
-	TLSCA       string `envconfig:"NATS_TLS_CA"`
+	InboxPrefix string
+	// TLSCert and TLSKey are a client certificate and its key; TLSCA a CA
+	// bundle to verify the servers.
+	TLSCert, TLSKey, TLSCA string
 }
+
+// DefaultConfig is a local server without credentials.
+func DefaultConfig() Config { return Config{URL: nats.DefaultURL} }
 
 // Secret is a string that never shows in logs, errors or formatted
 // configuration.
@@ -59,51 +64,56 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // MarshalText keeps encoders from printing the secret.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-// Validate reports every problem at once.
+// Validate reports every problem at once, as config.FieldErrors.
 func (c Config) Validate() error {
 	var errs []error
 	if strings.TrimSpace(c.URL) == "" {
-		errs = append(errs, errors.New("NATS_URL is empty"))
+		errs = append(errs, config.Invalid("URL", c.URL, "must name a server"))
 	}
 	urlUser := false
 	for _, u := range splitURLs(c.URL) {
 		parsed, err := url.Parse(u)
 		if err != nil {
 			// url.Parse quotes the input, secrets included.
-			errs = append(errs, fmt.Errorf("NATS_URL: %s is not a URL", redactURL(u)))
+			errs = append(errs, config.Invalid("URL", c.RedactedURL(), "holds %s, which is not a URL", redactURL(u)))
 			continue
 		}
 		urlUser = urlUser || parsed.User != nil
 	}
 	var methods []string
 	for _, m := range []struct {
-		name string
-		set  bool
-	}{{"NATS_CREDS", c.Creds != ""}, {"NATS_NKEY", c.NKey != ""}, {"NATS_USER", c.User != ""},
-		{"NATS_TOKEN", c.Token != ""}, {"a user in NATS_URL", urlUser}} {
+		field string
+		set   bool
+	}{{"Creds", c.Creds != ""}, {"NKey", c.NKey != ""}, {"User", c.User != ""}, {"Token", c.Token != ""}, {"URL", urlUser}} {
 		if m.set {
-			methods = append(methods, m.name)
+			methods = append(methods, m.field)
 		}
 	}
 	if len(methods) > 1 {
-		errs = append(errs, fmt.Errorf("set one way to authenticate, not %s", strings.Join(methods, ", ")))
+		// Reported on each field that authenticates, so each is named.
+		for _, f := range methods {
+			errs = append(errs, config.Invalid(f, "(set)", "is one of %d ways to authenticate set at once; set one", len(methods)))
+		}
 	}
 	if c.Password != "" && c.User == "" {
-		errs = append(errs, errors.New("NATS_PASSWORD is set without NATS_USER"))
+		errs = append(errs, config.Invalid("User", c.User, "must be set with the password"))
 	}
 	if p := c.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..")) {
-		errs = append(errs, fmt.Errorf("NATS_INBOX_PREFIX %q is not a subject without wildcards", p))
+		errs = append(errs, config.Invalid("InboxPrefix", p, "must be a subject without wildcards"))
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		errs = append(errs, errors.New("NATS_TLS_CERT and NATS_TLS_KEY must be set together"))
+	if c.TLSCert != "" && c.TLSKey == "" {
+		errs = append(errs, config.Invalid("TLSKey", c.TLSKey, "must be set with the client certificate"))
 	}
-	for _, f := range []struct{ name, path string }{{"NATS_CREDS", c.Creds}, {"NATS_NKEY", c.NKey},
-		{"NATS_TLS_CERT", c.TLSCert}, {"NATS_TLS_KEY", c.TLSKey}, {"NATS_TLS_CA", c.TLSCA}} {
+	if c.TLSKey != "" && c.TLSCert == "" {
+		errs = append(errs, config.Invalid("TLSCert", c.TLSCert, "must be set with the client key"))
+	}
+	for _, f := range []struct{ field, path string }{{"Creds", c.Creds}, {"NKey", c.NKey},
+		{"TLSCert", c.TLSCert}, {"TLSKey", c.TLSKey}, {"TLSCA", c.TLSCA}} {
 		if f.path == "" {
 			continue
 		}
 		if _, err := os.Stat(f.path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			errs = append(errs, config.Invalid(f.field, f.path, "cannot be read: %v", errors.Unwrap(err)))
 		}
 	}
 	return errors.Join(errs...)

@@ -132,11 +132,11 @@ func TestValidate(t *testing.T) {
 		want []string
 	}{
 		{name: "two methods", cfg: natsconn.Config{URL: "nats://u:p@h:4222", User: "u", Creds: file},
-			want: []string{"one way to authenticate, not NATS_CREDS, NATS_USER, a user in NATS_URL"}},
-		{name: "password without user", cfg: natsconn.Config{URL: "nats://h", Password: "p"}, want: []string{"NATS_PASSWORD is set without NATS_USER"}},
-		{name: "inbox prefix", cfg: natsconn.Config{URL: "nats://h", InboxPrefix: "_INBOX.>"}, want: []string{"NATS_INBOX_PREFIX"}},
-		{name: "missing files", cfg: natsconn.Config{URL: "nats://h", NKey: dir + "/none", TLSCert: file}, want: []string{"NATS_NKEY", "NATS_TLS_CERT and NATS_TLS_KEY"}},
-		{name: "bad URL", cfg: natsconn.Config{URL: "nats://u:" + password + "@h:x"}, want: []string{"NATS_URL: nats://[redacted]@h:x is not a URL"}},
+			want: []string{"Creds is (set): is one of 3 ways to authenticate set at once", "User is (set)", "URL is (set)"}},
+		{name: "password without user", cfg: natsconn.Config{URL: "nats://h", Password: "p"}, want: []string{"User is : must be set with the password"}},
+		{name: "inbox prefix", cfg: natsconn.Config{URL: "nats://h", InboxPrefix: "_INBOX.>"}, want: []string{"InboxPrefix is _INBOX.>: must be a subject without wildcards"}},
+		{name: "missing files", cfg: natsconn.Config{URL: "nats://h", NKey: dir + "/none", TLSCert: file}, want: []string{"NKey is " + dir + "/none: cannot be read", "TLSKey is : must be set with the client certificate"}},
+		{name: "bad URL", cfg: natsconn.Config{URL: "nats://u:" + password + "@h:x"}, want: []string{"nats://[redacted]@h:x, which is not a URL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jetsource/jetsource/internal/config"
 )
 
 // ReadyFunc reports why the process cannot serve yet, or nil when it can.
@@ -77,4 +79,16 @@ func (s *Server) Background() (stop func() error) {
 		}
 		return nil
 	}
+}
+
+// ValidateAddr checks a listen address of configuration field field: empty
+// (no server) or host:port.
+func ValidateAddr(field, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return config.Invalid(field, addr, "must be host:port, such as :9090 or 127.0.0.1:9090, or empty for no server")
+	}
+	return nil
 }

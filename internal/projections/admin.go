@@ -10,10 +10,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
 
-// AdminConfig configures an Admin. Zero fields take the defaults of Config.
+// AdminConfig configures an Admin. Zero fields take the values of
+// DefaultConfig.
 type AdminConfig struct {
 	Schema     string
 	Partitions int
@@ -23,11 +25,12 @@ type AdminConfig struct {
 }
 
 func (c *AdminConfig) setDefaults() {
+	d := DefaultConfig()
 	if c.Schema == "" {
-		c.Schema = DefaultSchema
+		c.Schema = d.Schema
 	}
 	if c.Partitions == 0 {
-		c.Partitions = DefaultPartitions
+		c.Partitions = d.Partitions
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -39,17 +42,7 @@ func (c *AdminConfig) setDefaults() {
 
 // Validate reports every problem at once.
 func (c AdminConfig) Validate() error {
-	var errs []error
-	if err := migrations.CheckSchemaName(c.Schema); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Partitions < 1 || c.Partitions > 1024 {
-		errs = append(errs, fmt.Errorf("partitions is %d; it must be between 1 and 1024", c.Partitions))
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	return errors.Join(migrations.ValidateSchema("Schema", c.Schema), es.ValidatePartitions("Partitions", c.Partitions))
 }
 
 // Admin holds the operator functions: dead letters, lag, checkpoints and
@@ -64,7 +57,7 @@ type Admin struct {
 func NewAdmin(pool *pgxpool.Pool, js jetstream.JetStream, cfg AdminConfig) (*Admin, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("projections admin config: %w", err)
 	}
 	return &Admin{pool: pool, js: js, cfg: cfg}, nil
 }

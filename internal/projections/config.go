@@ -1,10 +1,7 @@
 package projections
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -12,26 +9,20 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/jetsource/jetsource/internal/config"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
 
-// Defaults of Config.
-const (
-	DefaultSchema       = "jetsource"
-	DefaultPartitions   = 16
-	DefaultBatchSize    = 500
-	DefaultBatchWait    = 5 * time.Millisecond
-	DefaultMaxAttempts  = 5
-	DefaultHeartbeat    = time.Second
-	DefaultReplicaTTL   = 4 * time.Second
-	DefaultDrainTimeout = 10 * time.Second
-	DefaultAckWait      = time.Minute
-)
+// DefaultSchema is the Postgres schema of the read models, cursors and
+// dead letters unless configured otherwise.
+const DefaultSchema = "jetsource"
 
 // MaxBatchSize bounds BatchSize: one transaction per batch should stay short.
 const MaxBatchSize = 5000
 
-// Config configures a Runner. Zero fields take the defaults above.
+// Config configures a Runner. Zero fields take DefaultConfig's values,
+// the home of the defaults.
 type Config struct {
 	// Projection is the one projection the runner projects.
 	Projection Projection
@@ -46,10 +37,9 @@ type Config struct {
 	// MaxAttempts is how often an event is applied before it is
 	// dead-lettered.
 	MaxAttempts int
-	// ReplicaID names this replica among those of the projection; a random
-	// "replica-<hex>" if empty (the library reads nothing from the
-	// environment: cmd/projector passes the host name). It must be unique
-	// among the running replicas, and it orders them when they split the
+	// ReplicaID names this replica among those of the projection: the
+	// host name and a random suffix by default. It must be unique among
+	// the running replicas, and it orders them when they split the
 	// partitions.
 	ReplicaID string
 	// Heartbeat is how often the replica proves it is alive and rebalances.
@@ -72,39 +62,56 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// ErrInvalidConfig wraps every configuration problem.
-var ErrInvalidConfig = errors.New("invalid projections config")
+// DefaultConfig returns the defaults, with a replica id named after the
+// host; Projection has none.
+func DefaultConfig() Config {
+	return Config{
+		Schema:       DefaultSchema,
+		Partitions:   es.DefaultPartitions,
+		BatchSize:    500,
+		BatchWait:    5 * time.Millisecond,
+		MaxAttempts:  5,
+		ReplicaID:    config.ReplicaID("projector"),
+		Heartbeat:    time.Second,
+		ReplicaTTL:   4 * time.Second,
+		DrainTimeout: 10 * time.Second,
+		AckWait:      time.Minute,
+	}
+}
 
+// setDefaults fills the zero fields from DefaultConfig and the nil
+// dependencies with ones that do nothing.
 func (c *Config) setDefaults() {
+	d := DefaultConfig()
 	if c.Schema == "" {
-		c.Schema = DefaultSchema
+		c.Schema = d.Schema
 	}
 	if c.Partitions == 0 {
-		c.Partitions = DefaultPartitions
+		c.Partitions = d.Partitions
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
+		c.BatchSize = d.BatchSize
 	}
 	if c.BatchWait == 0 {
-		c.BatchWait = DefaultBatchWait
+		c.BatchWait = d.BatchWait
 	}
 	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
+		c.MaxAttempts = d.MaxAttempts
 	}
 	if c.ReplicaID == "" {
-		c.ReplicaID = "replica-" + randomHex(8)
+		c.ReplicaID = d.ReplicaID
 	}
 	if c.Heartbeat == 0 {
-		c.Heartbeat = DefaultHeartbeat
+		c.Heartbeat = d.Heartbeat
 	}
 	if c.ReplicaTTL == 0 {
-		c.ReplicaTTL = DefaultReplicaTTL
+		c.ReplicaTTL = d.ReplicaTTL
 	}
 	if c.DrainTimeout == 0 {
-		c.DrainTimeout = DefaultDrainTimeout
+		c.DrainTimeout = d.DrainTimeout
 	}
 	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
+		c.AckWait = d.AckWait
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -114,54 +121,35 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// randomHex returns n random bytes in hex.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // never fails: it crashes the program instead
-	return hex.EncodeToString(b)
-}
-
-// Validate reports every problem at once.
+// Validate reports every problem at once, as config.FieldErrors.
 func (c Config) Validate() error {
-	var errs []error
-	if err := checkProjection(c.Projection); err != nil {
-		errs = append(errs, err)
-	}
-	if err := migrations.CheckSchemaName(c.Schema); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{checkProjection(c.Projection), migrations.ValidateSchema("Schema", c.Schema)}
 	errs = append(errs, checkBatching(c.Partitions, c.BatchSize, c.BatchWait, c.MaxAttempts)...)
 	if c.Heartbeat <= 0 {
-		errs = append(errs, fmt.Errorf("heartbeat is %s; it must be positive", c.Heartbeat))
+		errs = append(errs, config.Invalid("Heartbeat", c.Heartbeat, "must be positive"))
 	}
 	if c.ReplicaTTL < 2*c.Heartbeat {
-		errs = append(errs, fmt.Errorf("replica TTL %s must be at least twice the heartbeat %s", c.ReplicaTTL, c.Heartbeat))
+		errs = append(errs, config.Invalid("ReplicaTTL", c.ReplicaTTL, "must be at least twice the heartbeat (%s)", c.Heartbeat))
 	}
 	if c.DrainTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("drain timeout is %s; it must be positive", c.DrainTimeout))
+		errs = append(errs, config.Invalid("DrainTimeout", c.DrainTimeout, "must be positive"))
 	}
 	if c.AckWait < time.Second {
-		errs = append(errs, fmt.Errorf("ack wait is %s; it must be at least 1s", c.AckWait))
+		errs = append(errs, config.Invalid("AckWait", c.AckWait, "must be at least 1s"))
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	return errors.Join(errs...)
 }
 
 func checkBatching(partitions, batchSize int, batchWait time.Duration, maxAttempts int) []error {
-	var errs []error
-	if partitions < 1 || partitions > 1024 {
-		errs = append(errs, fmt.Errorf("partitions is %d; it must be between 1 and 1024", partitions))
-	}
+	errs := []error{es.ValidatePartitions("Partitions", partitions)}
 	if batchSize < 1 || batchSize > MaxBatchSize {
-		errs = append(errs, fmt.Errorf("batch size is %d; it must be between 1 and %d", batchSize, MaxBatchSize))
+		errs = append(errs, config.Invalid("BatchSize", batchSize, "must be between 1 and %d", MaxBatchSize))
 	}
 	if batchWait <= 0 || batchWait > time.Second {
-		errs = append(errs, fmt.Errorf("batch wait is %s; it must be positive and at most 1s", batchWait))
+		errs = append(errs, config.Invalid("BatchWait", batchWait, "must be positive and at most 1s"))
 	}
 	if maxAttempts < 1 || maxAttempts > 100 {
-		errs = append(errs, fmt.Errorf("max attempts is %d; it must be between 1 and 100", maxAttempts))
+		errs = append(errs, config.Invalid("MaxAttempts", maxAttempts, "must be between 1 and 100"))
 	}
 	return errs
 }

@@ -76,20 +76,21 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 	if err := checkProjection(p); err != nil {
 		return RebuildProgress{}, err
 	}
+	d := DefaultConfig()
 	if opts.BatchSize == 0 {
-		opts.BatchSize = DefaultBatchSize
+		opts.BatchSize = d.BatchSize
 	}
 	if opts.BatchWait == 0 {
-		opts.BatchWait = DefaultBatchWait
+		opts.BatchWait = d.BatchWait
 	}
 	if opts.MaxAttempts == 0 {
-		opts.MaxAttempts = DefaultMaxAttempts
+		opts.MaxAttempts = d.MaxAttempts
 	}
 	if opts.ProgressEvery == 0 {
 		opts.ProgressEvery = time.Second
 	}
-	if errs := checkBatching(a.cfg.Partitions, opts.BatchSize, opts.BatchWait, opts.MaxAttempts); len(errs) > 0 {
-		return RebuildProgress{}, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	if err := errors.Join(checkBatching(a.cfg.Partitions, opts.BatchSize, opts.BatchWait, opts.MaxAttempts)...); err != nil {
+		return RebuildProgress{}, fmt.Errorf("rebuild options: %w", err)
 	}
 	name := p.Name()
 	log := a.cfg.Logger.With("projection", name, "rebuild", true)
@@ -139,7 +140,7 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		batchSize:    opts.BatchSize,
 		batchWait:    opts.BatchWait,
 		maxAttempts:  opts.MaxAttempts,
-		ackWait:      DefaultAckWait,
+		ackWait:      d.AckWait,
 		log:          log,
 		// A rebuild replays old events: their traces ended long ago.
 		tracer:    noop.NewTracerProvider().Tracer(""),

@@ -37,7 +37,7 @@ type Runner struct {
 func NewRunner(pool *pgxpool.Pool, js jetstream.JetStream, cfg Config) (*Runner, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("projections config: %w", err)
 	}
 	r := &Runner{
 		pool:   pool,

@@ -21,7 +21,7 @@ import (
 type Exporter struct {
 	// OTLPEndpoint is an OTLP/HTTP traces endpoint URL such as
 	// http://otel-collector:4318/v1/traces; empty turns tracing off.
-	OTLPEndpoint string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
+	OTLPEndpoint string
 }
 
 // Provider returns the tracer provider for service and a function that

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/aggregatord"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/workload"
@@ -52,16 +52,17 @@ func TestClusterLeaderFailover(t *testing.T) {
 	// The aggregator, with its own connection; its log is shown when a
 	// command's outcome is wrong.
 	aggLog := &lockedBuffer{}
-	_, ajs := connect()
-	svc, err := aggregator.New(ajs, aggregator.Config{Partitions: natstest.Partitions, StreamReplicas: 3, LeaseTTL: 3 * time.Second,
-		Logger: slog.New(slog.NewJSONHandler(aggLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	acfg := aggregatord.DefaultConfig()
+	acfg.NATS.URL, acfg.MetricsAddr, acfg.Streams = natstest.URLs(servers), "", topology
+	acfg.Aggregator.StreamReplicas, acfg.Aggregator.LeaseTTL = 3, 3*time.Second
+	agg, err := aggregatord.NewMain(acfg, slog.New(slog.NewJSONHandler(aggLog, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	defer agg.Close()
+	if err := agg.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// Raw conditional appends to 8 orders, recording what was acknowledged.
 	store := es.NewStore(js, natstest.Partitions)

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"sync"
@@ -21,6 +19,7 @@ import (
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
+	"github.com/jetsource/jetsource/internal/servicetest"
 )
 
 // lzInput is one operation of the history: a command on an order, or a
@@ -87,15 +86,8 @@ func orderModel() porcupine.Model {
 // sequential model: every result and every read must be explainable by some
 // order of the operations consistent with their real-time order.
 func TestCommandsAreLinearizable(t *testing.T) {
-	_, nc, js := natstest.Streams(t, natstest.Partitions)
-	svc, err := aggregator.New(js, aggregator.Config{Partitions: natstest.Partitions, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	srv, nc, js := natstest.Streams(t, natstest.Partitions)
+	servicetest.Aggregator(t, srv.ClientURL())
 	c, err := client.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,13 @@ type process struct {
 // start runs binary with env added to a minimal environment.
 func start(t *testing.T, binary string, env ...string) *process {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, binary))
+	return startWith(t, binary, nil, env...)
+}
+
+// startWith is start with command line arguments.
+func startWith(t *testing.T, binary string, args []string, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, binary), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

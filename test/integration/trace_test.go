@@ -31,7 +31,12 @@ func TestOneTraceFromCommandToProjectedRow(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	svc, err := aggregator.New(js, aggregator.Config{Partitions: natstest.Partitions, Tracer: tp, Logger: quiet})
+	// The services are wired here rather than through their composition
+	// roots, which export traces over OTLP only: the test reads them from
+	// memory.
+	acfg := aggregator.DefaultConfig()
+	acfg.Tracer, acfg.Logger = tp, quiet
+	svc, err := aggregator.New(js, acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,10 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jetsource/jetsource/internal/config"
 )
 
 //go:embed sql/*.sql
@@ -34,6 +37,15 @@ func CheckSchemaName(name string) error {
 	if !PlainIdentifier(name, MaxSchemaName) {
 		return fmt.Errorf("%w: %q: use 1 to %d characters from a-z, 0-9 and _, not starting with a digit",
 			ErrSchemaName, name, MaxSchemaName)
+	}
+	return nil
+}
+
+// ValidateSchema checks a configuration field that names the schema, as
+// CheckSchemaName does, and reports a problem as a config.FieldError.
+func ValidateSchema(field, name string) error {
+	if !PlainIdentifier(name, MaxSchemaName) {
+		return config.Invalid(field, name, "must be 1 to %d characters from a-z, 0-9 and _, not starting with a digit", MaxSchemaName)
 	}
 	return nil
 }

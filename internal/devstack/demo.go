@@ -1,4 +1,4 @@
-package main
+package devstack
 
 import (
 	"context"
@@ -22,10 +22,17 @@ import (
 // gives up.
 const demoStall = time.Minute
 
-// runDemo publishes n orders' lifecycles as another service would, and
-// shows progress until every command has its result and every projection
-// has projected the events.
-func (st *stack) runDemo(ctx context.Context, n int) error {
+// Progress shows a line that changes, such as a progress bar.
+type Progress interface {
+	Update(text string)
+	// Finish ends the line before other output.
+	Finish()
+}
+
+// Demo publishes n orders' lifecycles as another service would, shows
+// progress until every command has its result and every projection has
+// projected the events, and reports how it went on the stack's output.
+func (st *Stack) Demo(ctx context.Context, n int, line Progress) error {
 	// A fresh run id per run keeps ids apart from earlier runs' orders.
 	run := "demo-" + time.Now().UTC().Format("20060102-150405")
 	cmds := workload.Waves(run, n)
@@ -40,57 +47,23 @@ func (st *stack) runDemo(ctx context.Context, n int) error {
 		return fmt.Errorf("demo: connect to nats: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("demo: jetstream: %w", err)
-	}
 	t := &demoTracker{prefix: run + "-", partitions: st.cfg.Partitions, results: map[string]contract.Result{}}
-	sub, err := nc.Subscribe(contract.ResultSubject("*"), t.onResult)
-	if err != nil {
-		return fmt.Errorf("demo: subscribe to results: %w", err)
-	}
-	_ = sub.SetPendingLimits(-1, -1)
-	if err := nc.Flush(); err != nil {
-		return fmt.Errorf("demo: subscribe to results: %w", err)
+	if err := t.subscribe(nc); err != nil {
+		return err
 	}
 
 	st.printf("\nDemo: %d orders (ids %s-ord-0 to -%d), %d commands\n", n, run, n-1, len(cmds))
 	st.log.Info("demo started", "run", run, "orders", n, "commands", len(cmds))
 	began := time.Now()
 	pubErr := make(chan error, 1)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("demo: jetstream: %w", err)
+	}
 	go t.publish(ctx, js, cmds, pubErr)
-
-	line := newStatusLine(st.out, 2*time.Second)
 	defer line.Finish()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var last demoProgress
-	lastMove := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-pubErr:
-			return err
-		case err := <-st.failed:
-			return err
-		case <-tick.C:
-		}
-		p, err := t.progress(ctx, st.admin)
-		if err != nil {
-			return err
-		}
-		// Every accepted command of the workload appends one event.
-		p.commands, p.wantEvents = len(cmds), len(cmds)-wantRejected
-		line.Update(p.String())
-		if p.results == len(cmds) && p.projected == p.events {
-			break
-		}
-		if p != last {
-			last, lastMove = p, time.Now()
-		} else if time.Since(lastMove) > demoStall {
-			return fmt.Errorf("demo: no progress for %s (%s); see the log in %s", demoStall, p, st.opts.data)
-		}
+	if err := st.follow(ctx, t, line, pubErr, len(cmds), len(cmds)-wantRejected); err != nil {
+		return err
 	}
 	line.Finish()
 	answered, projected := t.lastResultAt().Sub(began), time.Since(began)
@@ -106,6 +79,42 @@ func (st *stack) runDemo(ctx context.Context, n int) error {
 	return nil
 }
 
+// follow shows the demo's progress every 100 ms until every command is
+// answered and every event projected; it gives up after demoStall without
+// progress.
+func (st *Stack) follow(ctx context.Context, t *demoTracker, line Progress, pubErr <-chan error, commands, wantEvents int) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last demoProgress
+	lastMove := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-pubErr:
+			return err
+		case <-st.Done():
+			return st.Err()
+		case <-tick.C:
+		}
+		p, err := t.progress(ctx, st.admin)
+		if err != nil {
+			return err
+		}
+		// Every accepted command of the workload appends one event.
+		p.commands, p.wantEvents = commands, wantEvents
+		line.Update(p.String())
+		if p.results == commands && p.projected == p.events {
+			return nil
+		}
+		if p != last {
+			last, lastMove = p, time.Now()
+		} else if time.Since(lastMove) > demoStall {
+			return fmt.Errorf("demo: no progress for %s (%s); see the log in %s", demoStall, p, st.LogPath())
+		}
+	}
+}
+
 // demoTracker counts the demo's published commands, results and events.
 type demoTracker struct {
 	prefix     string // of the demo's command ids
@@ -116,6 +125,19 @@ type demoTracker struct {
 	results map[string]contract.Result // by command id; a result can come twice
 	events  int
 	lastAt  time.Time
+}
+
+// subscribe counts the results of the demo's commands.
+func (t *demoTracker) subscribe(nc *nats.Conn) error {
+	sub, err := nc.Subscribe(contract.ResultSubject("*"), t.onResult)
+	if err != nil {
+		return fmt.Errorf("demo: subscribe to results: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("demo: subscribe to results: %w", err)
+	}
+	return nil
 }
 
 // publish publishes the commands, pipelined, and counts their

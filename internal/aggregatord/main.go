@@ -1,0 +1,194 @@
+// Package aggregatord is the aggregator process, wired once: NATS, the
+// streams, the aggregator service, metrics, health checks and tracing,
+// from one Config. cmd/aggregator, the dev stack and the tests all start an
+// aggregator through Main.
+package aggregatord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/config"
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsconn"
+	"github.com/jetsource/jetsource/internal/opsserver"
+	"github.com/jetsource/jetsource/internal/startup"
+	"github.com/jetsource/jetsource/internal/tracing"
+)
+
+// Config is an aggregator process's configuration. DefaultConfig is the
+// home of its defaults; cmd/aggregator maps the environment onto it.
+type Config struct {
+	NATS       natsconn.Config
+	Streams    es.Topology
+	Aggregator aggregator.Config
+	// MetricsAddr is the host:port of /metrics, /healthz and /readyz (port
+	// 0 picks one); empty turns the server off.
+	MetricsAddr string
+	Tracing     tracing.Exporter
+}
+
+// DefaultConfig returns the defaults of every part.
+func DefaultConfig() Config {
+	return Config{
+		NATS:        natsconn.DefaultConfig(),
+		Streams:     es.DefaultTopology(),
+		Aggregator:  aggregator.DefaultConfig(),
+		MetricsAddr: ":9090",
+	}
+}
+
+// Validate reports every problem at once, as config.FieldErrors named by
+// their path in Config.
+func (c Config) Validate() error {
+	errs := []error{
+		config.Nest("NATS", c.NATS.Validate()),
+		config.Nest("Streams", c.Streams.Validate()),
+		config.Nest("Aggregator", c.Aggregator.Validate()),
+		opsserver.ValidateAddr("MetricsAddr", c.MetricsAddr),
+	}
+	if c.Aggregator.Partitions != c.Streams.Partitions {
+		errs = append(errs, config.Invalid("Aggregator.Partitions", c.Aggregator.Partitions,
+			"must equal the streams' partition count (%d)", c.Streams.Partitions))
+	}
+	if c.Aggregator.StreamReplicas != c.Streams.Replicas {
+		errs = append(errs, config.Invalid("Aggregator.StreamReplicas", c.Aggregator.StreamReplicas,
+			"must equal the streams' replica count (%d)", c.Streams.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// Main is one aggregator process. Run starts it, Done reports that it
+// stopped on its own, Close drains and stops it.
+type Main struct {
+	cfg Config
+	log *slog.Logger
+
+	nc          *nats.Conn
+	ops         *opsserver.Server
+	stopOps     func() error
+	stopTracing func(context.Context) error
+	stopService context.CancelFunc
+	done        chan struct{}
+	err         error // the service's, set before done is closed
+}
+
+// NewMain checks cfg and returns a Main that logs to log.
+func NewMain(cfg Config, log *slog.Logger) (*Main, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Main{cfg: cfg, log: log, done: make(chan struct{})}, nil
+}
+
+// Run connects to NATS, serves /healthz at once and /readyz, waits for the
+// streams, and starts handling commands. It returns once the aggregator
+// runs, or with what keeps it from running (ctx bounds the wait); call
+// Close in either case.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.cfg
+	nc, err := natsconn.Connect(cfg.NATS, "jetsource-aggregator", m.log)
+	if err != nil {
+		return err
+	}
+	m.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	tp, stopTracing, err := tracing.Provider(ctx, cfg.Tracing, "jetsource-aggregator")
+	if err != nil {
+		return err
+	}
+	m.stopTracing = stopTracing
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	svcCfg := cfg.Aggregator
+	svcCfg.Logger, svcCfg.Observer, svcCfg.Tracer = m.log, aggregator.NewMetrics(reg), tp
+	svc, err := aggregator.New(js, svcCfg)
+	if err != nil {
+		return err
+	}
+	if cfg.MetricsAddr != "" {
+		if m.ops, err = opsserver.Listen(cfg.MetricsAddr, reg, svc.Ready, m.log); err != nil {
+			return err
+		}
+		// The ops server outlives the drain (Close), so probes and scrapes
+		// see it.
+		m.stopOps = m.ops.Background()
+	}
+
+	// Liveness is served from here on; readiness waits for the streams.
+	// A partition mismatch is fatal: waiting cannot fix it.
+	if err := startup.Wait(ctx, m.log, "stream setup", func(err error) bool { return errors.Is(err, es.ErrPartitionMismatch) },
+		func(ctx context.Context) error { return es.Setup(ctx, js, cfg.Streams) }); err != nil {
+		return err
+	}
+
+	run, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopService = stop
+	go func() {
+		defer close(m.done)
+		m.err = svc.Run(run)
+	}()
+	m.log.Info("aggregator started", "nats", nc.ConnectedUrlRedacted(), "partitions", cfg.Streams.Partitions,
+		"replica", cfg.Aggregator.ReplicaID, "metrics", m.MetricsAddr())
+	return nil
+}
+
+// MetricsAddr is the address of /metrics, /healthz and /readyz, once Run
+// has started serving them; empty otherwise.
+func (m *Main) MetricsAddr() string {
+	if m.ops == nil {
+		return ""
+	}
+	return m.ops.Addr()
+}
+
+// Done is closed when the service stops: on its own (Err says why), or
+// after Close.
+func (m *Main) Done() <-chan struct{} { return m.done }
+
+// Err is why the service stopped, once Done is closed.
+func (m *Main) Err() error { return m.err }
+
+// Close drains: the service stops fetching and finishes the commands in
+// hand; then the NATS connection is flushed and closed, the ops server stops and traces
+// are flushed. It returns what went wrong on the way.
+func (m *Main) Close() error {
+	var errs []error
+	if m.stopService != nil {
+		m.stopService()
+		<-m.done
+		m.log.Info("aggregator stopped", "error", m.err)
+	}
+	if m.nc != nil {
+		// The service has its publications acknowledged; what is left to
+		// send is flushed before the connection closes.
+		if m.nc.IsConnected() {
+			if err := m.nc.FlushTimeout(5 * time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("flush the NATS connection: %w", err))
+			}
+		}
+		m.nc.Close()
+	}
+	if m.stopOps != nil {
+		errs = append(errs, m.stopOps())
+	}
+	if m.stopTracing != nil {
+		if err := m.stopTracing(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("flush traces: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,271 @@
+// Package projectord is the projector process, wired once: NATS, the
+// Postgres pool, the schema migrations, the runner of one read model,
+// metrics, health checks and tracing, from one Config. cmd/projector, the
+// dev stack and the tests all start a projector through Main.
+package projectord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/jetsource/jetsource/internal/config"
+	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/natsconn"
+	"github.com/jetsource/jetsource/internal/opsserver"
+	"github.com/jetsource/jetsource/internal/projections"
+	"github.com/jetsource/jetsource/internal/projections/migrations"
+	"github.com/jetsource/jetsource/internal/projections/readmodel"
+	"github.com/jetsource/jetsource/internal/startup"
+	"github.com/jetsource/jetsource/internal/tracing"
+)
+
+// Config is a projector process's configuration. DefaultConfig is the home
+// of its defaults; cmd/projector maps the environment onto it.
+type Config struct {
+	NATS natsconn.Config
+	// Projection names the read model to run (readmodel.Names); it has no
+	// default.
+	Projection string
+	// DatabaseURL is the Postgres connection string; pool_max_conns in it
+	// overrides the pool size the projector picks.
+	DatabaseURL string
+	// Runner is the runner's configuration; its Projection is the read
+	// model Projection names.
+	Runner projections.Config
+	// MetricsAddr is the host:port of /metrics, /healthz and /readyz (port
+	// 0 picks one); empty turns the server off.
+	MetricsAddr string
+	Tracing     tracing.Exporter
+}
+
+// DefaultConfig returns the defaults of every part.
+func DefaultConfig() Config {
+	return Config{NATS: natsconn.DefaultConfig(), Runner: projections.DefaultConfig(), MetricsAddr: ":9090"}
+}
+
+// Validate reports every problem at once, as config.FieldErrors named by
+// their path in Config.
+func (c Config) Validate() error {
+	errs := []error{config.Nest("NATS", c.NATS.Validate()), opsserver.ValidateAddr("MetricsAddr", c.MetricsAddr)}
+	p, err := readmodel.New(c.Projection)
+	if err != nil {
+		errs = append(errs, config.Invalid("Projection", c.Projection, "must be one of %s", strings.Join(readmodel.Names(), ", ")))
+		p = readmodel.OrderSummary{} // to check the rest of Runner
+	}
+	runner := c.Runner
+	runner.Projection = p
+	errs = append(errs, config.Nest("Runner", runner.Validate()))
+	if c.DatabaseURL == "" {
+		errs = append(errs, config.Invalid("DatabaseURL", c.DatabaseURL, "must be set to the read models' database"))
+	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		errs = append(errs, config.Invalid("DatabaseURL", "(not shown)", "is not a Postgres URL or connection string"))
+	}
+	return errors.Join(errs...)
+}
+
+// Main is one projector process. Run starts it, Done reports that it
+// stopped on its own, Close drains and stops it.
+type Main struct {
+	cfg Config
+	log *slog.Logger
+
+	nc          *nats.Conn
+	pool        *pgxpool.Pool
+	ops         *opsserver.Server
+	stopOps     func() error
+	stopTracing func(context.Context) error
+	stopRunner  context.CancelFunc
+	done        chan struct{}
+	err         error // the runner's, set before done is closed
+}
+
+// NewMain checks cfg and returns a Main that logs to log, with the
+// projection's name and the replica id on every line.
+func NewMain(cfg Config, log *slog.Logger) (*Main, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Runner.Projection, _ = readmodel.New(cfg.Projection) // a known name
+	log = log.With("projection", cfg.Projection, "replica", cfg.Runner.ReplicaID)
+	return &Main{cfg: cfg, log: log, done: make(chan struct{})}, nil
+}
+
+// Run connects to NATS and Postgres, serves /healthz at once and /readyz,
+// waits for the streams and the database, migrates the schema and starts
+// projecting. It returns once the projector runs, or with what keeps it
+// from running (ctx bounds the wait); call Close in either case.
+func (m *Main) Run(ctx context.Context) error {
+	cfg, name := m.cfg, m.cfg.Projection
+	nc, err := natsconn.Connect(cfg.NATS, "jetsource-projector-"+name, m.log)
+	if err != nil {
+		return err
+	}
+	m.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if m.pool, err = newPool(ctx, cfg, name); err != nil {
+		return err
+	}
+	tp, stopTracing, err := tracing.Provider(ctx, cfg.Tracing, "jetsource-projector")
+	if err != nil {
+		return err
+	}
+	m.stopTracing = stopTracing
+
+	schema, partitions := cfg.Runner.Schema, cfg.Runner.Partitions
+	admin, err := projections.NewAdmin(m.pool, js, projections.AdminConfig{Schema: schema, Partitions: partitions, Logger: m.log})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runCfg := cfg.Runner
+	runCfg.Logger, runCfg.Observer, runCfg.Tracer = m.log, projections.NewMetrics(reg, admin, name, m.log), tp
+	runner, err := projections.NewRunner(m.pool, js, runCfg)
+	if err != nil {
+		return err
+	}
+	if cfg.MetricsAddr != "" {
+		if m.ops, err = opsserver.Listen(cfg.MetricsAddr, reg, m.readiness(js, runner), m.log); err != nil {
+			return err
+		}
+		m.stopOps = m.ops.Background()
+	}
+
+	if err := m.waitForDependencies(ctx, js); err != nil {
+		return err
+	}
+	run, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopRunner = stop
+	go func() {
+		defer close(m.done)
+		m.err = runner.Run(run)
+	}()
+	m.log.Info("projector started", "schema", schema, "partitions", partitions, "metrics", m.MetricsAddr())
+	return nil
+}
+
+// waitForDependencies waits for NATS, the streams and Postgres, which may
+// start after the projector, and migrates the schema. A partition mismatch
+// or an unusable schema name is fatal: waiting cannot fix it.
+func (m *Main) waitForDependencies(ctx context.Context, js jetstream.JetStream) error {
+	schema := m.cfg.Runner.Schema
+	fatal := func(err error) bool {
+		return errors.Is(err, es.ErrPartitionMismatch) || errors.Is(err, migrations.ErrSchemaName)
+	}
+	if err := startup.Wait(ctx, m.log, "event streams", fatal, func(ctx context.Context) error {
+		return es.RequireStreams(ctx, js, m.cfg.Runner.Partitions)
+	}); err != nil {
+		return err
+	}
+	return startup.Wait(ctx, m.log, "schema migrations", fatal, func(ctx context.Context) error {
+		applied, err := migrations.Apply(ctx, m.pool, schema)
+		if err == nil && len(applied) > 0 {
+			m.log.Info("schema migrated", "schema", schema, "versions", applied)
+		}
+		return err
+	})
+}
+
+// readiness is what /readyz asks: connected to NATS and Postgres, the
+// streams present, the runner heartbeating and owning partitions.
+func (m *Main) readiness(js jetstream.JetStream, runner *projections.Runner) opsserver.ReadyFunc {
+	return func(ctx context.Context) error {
+		if !m.nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		if err := m.pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if err := es.RequireStreams(ctx, js, m.cfg.Runner.Partitions); err != nil {
+			return err
+		}
+		if !runner.Ready() {
+			return errors.New("projection runner not running or its lock session is not answering")
+		}
+		if len(runner.Owned()) == 0 {
+			return errors.New("owns no partition yet")
+		}
+		return nil
+	}
+}
+
+// newPool opens the projector's pool: a transaction per owned partition at
+// a time, plus room for the checks between batches and the metrics, unless
+// the URL sets pool_max_conns.
+func newPool(ctx context.Context, cfg Config, projection string) (*pgxpool.Pool, error) {
+	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
+		poolCfg.MaxConns = int32(min(cfg.Runner.Partitions, 8) + 3)
+	}
+	poolCfg.ConnConfig.RuntimeParams["application_name"] = "jetsource-projector-" + projection
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres pool: %w", err)
+	}
+	return pool, nil
+}
+
+// MetricsAddr is the address of /metrics, /healthz and /readyz, once Run
+// has started serving them; empty otherwise.
+func (m *Main) MetricsAddr() string {
+	if m.ops == nil {
+		return ""
+	}
+	return m.ops.Addr()
+}
+
+// Done is closed when the runner stops: on its own (Err says why), or
+// after Close.
+func (m *Main) Done() <-chan struct{} { return m.done }
+
+// Err is why the runner stopped, once Done is closed.
+func (m *Main) Err() error { return m.err }
+
+// Close drains: the runner stops fetching, commits and acknowledges the
+// batches in hand, releases its partitions and leaves the replica table;
+// then the connections close, the ops server stops and traces are
+// flushed. It returns what went wrong on the way.
+func (m *Main) Close() error {
+	var errs []error
+	if m.stopRunner != nil {
+		m.stopRunner()
+		<-m.done
+		m.log.Info("projector drained", "error", m.err)
+	}
+	if m.pool != nil {
+		m.pool.Close()
+	}
+	if m.nc != nil {
+		if m.nc.IsConnected() {
+			if err := m.nc.FlushTimeout(5 * time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("flush the NATS connection: %w", err))
+			}
+		}
+		m.nc.Close()
+	}
+	if m.stopOps != nil {
+		errs = append(errs, m.stopOps())
+	}
+	if m.stopTracing != nil {
+		if err := m.stopTracing(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("flush traces: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
