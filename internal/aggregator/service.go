@@ -69,7 +69,7 @@ type Config struct {
 // host.
 func DefaultConfig() Config {
 	return Config{
-		Partitions:     es.DefaultPartitions,
+		Partitions:     contract.DefaultPartitions,
 		MaxRetries:     5,
 		CacheSize:      10_000,
 		SnapshotEvery:  100,

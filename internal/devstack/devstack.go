@@ -66,7 +66,7 @@ type Config struct {
 // on 5433.
 func DefaultConfig() Config {
 	return Config{Data: ".data", NATSPort: 4222, PGPort: 5433, Schema: projections.DefaultSchema,
-		Partitions: es.DefaultPartitions, Out: io.Discard}
+		Partitions: contract.DefaultPartitions, Out: io.Discard}
 }
 
 // Validate reports every problem at once, as config.FieldErrors.

@@ -39,10 +39,6 @@ const PartitionsKey = "jetsource.partitions"
 // route commands and events of one order to different partitions.
 var ErrPartitionMismatch = errors.New("partition count mismatch")
 
-// DefaultPartitions is the partition count of the wire contract's
-// default, for streams and every binary that does not configure another.
-const DefaultPartitions = 16
-
 // MaxPartitions bounds the partition count.
 const MaxPartitions = 1024
 
@@ -63,7 +59,7 @@ type Topology struct {
 // DefaultTopology is the home of the streams' defaults: R1, results kept a
 // day.
 func DefaultTopology() Topology {
-	return Topology{Partitions: DefaultPartitions, Replicas: 1, ResultsMaxAge: 24 * time.Hour, DuplicateWindow: 2 * time.Minute}
+	return Topology{Partitions: contract.DefaultPartitions, Replicas: 1, ResultsMaxAge: 24 * time.Hour, DuplicateWindow: 2 * time.Minute}
 }
 
 // ValidatePartitions checks a partition count; every configuration that

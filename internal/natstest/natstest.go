@@ -12,12 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsserver"
 )
 
 // Partitions is the partition count tests use unless they need another.
-const Partitions = 16
+const Partitions = contract.DefaultPartitions
 
 // Topology is the dev topology: R1, default limits.
 func Topology(partitions int) es.Topology {

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
@@ -67,7 +68,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Schema:       DefaultSchema,
-		Partitions:   es.DefaultPartitions,
+		Partitions:   contract.DefaultPartitions,
 		BatchSize:    500,
 		BatchWait:    5 * time.Millisecond,
 		MaxAttempts:  5,
