@@ -141,7 +141,7 @@ const modulePath = "github.com/jetsource/jetsource/"
 
 var (
 	// bindings are config.Env's methods that bind a variable.
-	bindings = map[string]bool{"String": true, "URL": true, "Int": true, "Int64": true, "Bool": true, "Duration": true, "Level": true}
+	bindings = map[string]bool{"String": true, "URL": true, "Secret": true, "Int": true, "Int64": true, "Bool": true, "Duration": true, "Level": true}
 	envName  = regexp.MustCompile(`^[A-Z][A-Z0-9_]+$`)
 )
 
