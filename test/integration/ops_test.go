@@ -86,10 +86,12 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 	if code, _ := httpGet(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
-	_, before := httpGet(base + "/metrics")
-	if metricValue(t, before, "jetsource_aggregator_partitions_owned") != 16 {
-		t.Fatalf("partitions owned:\n%s", before)
-	}
+	// Ready means one partition owned; the others follow within a lease tick.
+	var before string
+	eventually(t, 15*time.Second, "all 16 partitions owned", func() bool {
+		_, before = httpGet(base + "/metrics")
+		return metricValue(t, before, "jetsource_aggregator_partitions_owned") == 16
+	})
 
 	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
