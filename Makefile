@@ -33,12 +33,16 @@ bench:
 	JETSOURCE_BENCH_EVENTS=$${JETSOURCE_BENCH_EVENTS:-1000000} \
 		$(GO) test -run '^$$' -bench BenchmarkProjections -benchtime 1x -timeout 30m ./internal/projections
 
-# The long fault runs: many SIGKILLs of every binary under load, the
-# cluster failover and restarts of NATS and PostgreSQL. Each prints a
-# summary; JETSOURCE_CHAOS_SEED replays a kill schedule.
+# The long fault runs: many SIGKILLs of every binary under load, SIGKILLs
+# of the nodes of a three-node nats-server cluster (R3, fsync per write)
+# and of its events leader, nodes restarted on an empty store, the cluster
+# failover and restarts of NATS and PostgreSQL. Each fault test prints a
+# summary; JETSOURCE_CHAOS_SEED replays a schedule.
 chaos:
 	JETSOURCE_CHAOS_ORDERS=$${JETSOURCE_CHAOS_ORDERS:-2000} JETSOURCE_CHAOS_KILLS=$${JETSOURCE_CHAOS_KILLS:-25} \
-		$(GO) test -count=1 -v -timeout 60m -run 'TestChaos|TestClusterLeaderFailover|Restart' ./test/integration
+	JETSOURCE_CHAOS_NATS_ORDERS=$${JETSOURCE_CHAOS_NATS_ORDERS:-600} JETSOURCE_CHAOS_NATS_KILLS=$${JETSOURCE_CHAOS_NATS_KILLS:-12} \
+	JETSOURCE_CHAOS_DISK_ORDERS=$${JETSOURCE_CHAOS_DISK_ORDERS:-300} JETSOURCE_CHAOS_DISK_KILLS=$${JETSOURCE_CHAOS_DISK_KILLS:-3} \
+		$(GO) test -count=1 -v -timeout 60m -run 'TestChaos|TestNATSNode|TestClusterLeaderFailover|Restart' ./test/integration
 
 # The all-in-one dev stack: NATS, Postgres, the aggregator and the projectors
 # in one process, with a demo workload; data in .data. Flags: ARGS="--reset".

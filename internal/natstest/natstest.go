@@ -72,7 +72,7 @@ func Cluster(tb testing.TB, n int) []*natsserver.Server {
 	tb.Helper()
 	ports := make([]int, n)
 	for i := range ports {
-		ports[i] = freePort(tb)
+		ports[i] = FreePort(tb)
 	}
 	routes := make([]string, n)
 	for i, p := range ports {
@@ -109,7 +109,8 @@ func URLs(servers []*natsserver.Server) string {
 	return strings.Join(urls, ",")
 }
 
-func freePort(tb testing.TB) int {
+// FreePort returns a local TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,16 +14,19 @@ import (
 )
 
 // chaosSettings come from the environment so that `make chaos` can run the
-// long version of the same test: JETSOURCE_CHAOS_ORDERS, _KILLS and _SEED.
+// long version of the same test: <prefix>_ORDERS and <prefix>_KILLS (the
+// prefix names the kind of fault), and JETSOURCE_CHAOS_SEED for all.
 type chaosSettings struct {
 	orders, kills int
 	seed          uint64
 }
 
-func chaosFromEnv(t *testing.T) chaosSettings {
+// chaosFromEnv reads the settings of the fault tests whose variables start
+// with prefix; orders and kills are the short defaults of `make test`.
+func chaosFromEnv(t *testing.T, prefix string, orders, kills int) chaosSettings {
 	t.Helper()
-	c := chaosSettings{orders: 150, kills: 6, seed: uint64(time.Now().UnixNano())}
-	for name, dst := range map[string]*int{"JETSOURCE_CHAOS_ORDERS": &c.orders, "JETSOURCE_CHAOS_KILLS": &c.kills} {
+	c := chaosSettings{orders: orders, kills: kills, seed: uint64(time.Now().UnixNano())}
+	for name, dst := range map[string]*int{prefix + "_ORDERS": &c.orders, prefix + "_KILLS": &c.kills} {
 		if v := os.Getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
@@ -49,7 +52,7 @@ func chaosFromEnv(t *testing.T) chaosSettings {
 // no event was lost or stored twice, and every read model equals a fresh
 // projection of the events.
 func TestChaos(t *testing.T) {
-	cfg := chaosFromEnv(t)
+	cfg := chaosFromEnv(t, "JETSOURCE_CHAOS", 150, 6)
 	rng := rand.New(rand.NewPCG(cfg.seed, 1))
 	s := newStack(t)
 	names := []string{"aggregator-0", "aggregator-1", "summary-0", "summary-1", "history-0", "sales-0"}
@@ -70,8 +73,10 @@ func TestChaos(t *testing.T) {
 	start := time.Now()
 	go func() { published <- s.publish(ctx, cmds, pace) }()
 
-	killed := map[string]int{}
-	var acquiredBeforeKills int
+	var (
+		kills               []string
+		acquiredBeforeKills int
+	)
 	for k := range cfg.kills {
 		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 		name := names[rng.IntN(len(names))]
@@ -79,7 +84,7 @@ func TestChaos(t *testing.T) {
 			acquiredBeforeKills = s.countLog("partition acquired")
 		}
 		s.process(name).kill()
-		killed[name]++
+		kills = append(kills, name)
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		s.restart(name)
 	}
@@ -87,26 +92,64 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	results := s.results(cmds, 3*time.Minute)
-	v := s.checkOutcomes(cmds, results)
-	s.checkReadModels()
-	elapsed := time.Since(start)
+	faultSummary{kind: "aggregator and projector processes killed (SIGKILL) and restarted",
+		injection: "SIGKILL of a service process", fsync: "one embedded server, R1, default fsync (a process kill loses no acknowledged write)",
+		seed: cfg.seed, orders: cfg.orders, faults: kills, v: s.checkOutcomes(cmds, results), took: time.Since(start),
+		extra: fmt.Sprintf("partition takeovers: %d (aggregator and projector partitions acquired after the first kill)",
+			s.countLog("partition acquired")-acquiredBeforeKills)}.finish(t, s)
+}
 
-	kills := []string{}
-	for _, n := range names {
-		if killed[n] > 0 {
-			kills = append(kills, fmt.Sprintf("%s×%d", n, killed[n]))
-		}
+// faultSummary is what a fault test found, as `make chaos` prints it.
+type faultSummary struct {
+	kind, injection, fsync string
+	seed                   uint64
+	orders                 int
+	// faults names what each fault hit, in order.
+	faults []string
+	v      verification
+	extra  string
+	took   time.Duration
+	// readModels is set once the read models equal a fresh projection.
+	readModels bool
+}
+
+// finish checks the read models, unless an outcome or event is wrong
+// already, and logs the summary; a wrong one fails the test with it.
+func (f faultSummary) finish(t *testing.T, s *stack) {
+	t.Helper()
+	if !f.v.clean() {
+		t.Fatal("\n" + f.String())
 	}
-	slices.Sort(kills)
-	summary := fmt.Sprintf(`chaos summary (seed %d, replay with JETSOURCE_CHAOS_SEED=%d)
-  commands sent        %d over %d orders
-  outcomes             %d accepted, %d rejected as intended, %d missing
-  events stored        %d, none lost, none duplicated (versions gap-free, one per accepted command)
-  kills (SIGKILL)      %d: %v
-  partition takeovers  %d (aggregator and projector partitions acquired after the first kill)
-  read models          equal to a fresh projection of the events (order_summary, order_history, sales_daily)
-  took                 %s
-`, cfg.seed, cfg.seed, v.commands, cfg.orders, v.accepted, v.rejected, v.commands-v.accepted-v.rejected, v.events,
-		cfg.kills, kills, s.countLog("partition acquired")-acquiredBeforeKills, elapsed.Round(time.Second))
-	t.Log("\n" + summary)
+	s.checkReadModels()
+	f.readModels = true
+	t.Log("\n" + f.String())
+}
+
+func (f faultSummary) String() string {
+	hit := map[string]int{}
+	for _, name := range f.faults {
+		hit[name]++
+	}
+	var counts []string
+	for name, n := range hit {
+		counts = append(counts, fmt.Sprintf("%s×%d", name, n))
+	}
+	slices.Sort(counts)
+	read := "not checked"
+	if f.readModels {
+		read = "equal to a fresh projection of the events (order_summary, order_history, sales_daily)"
+	}
+	out := fmt.Sprintf(`fault: %s
+  injected     %s, %d times: %v
+  durability   %s
+  commands     %d over %d orders (seed %d; replay with JETSOURCE_CHAOS_SEED=%d)
+  outcomes     %d accepted, %d rejected, %d not as intended
+  events       %d stored; %d lost, %d doubled, %d reordered
+  read models  %s
+`, f.kind, f.injection, len(f.faults), counts, f.fsync, f.v.commands, f.orders, f.seed, f.seed,
+		f.v.accepted, f.v.rejected, f.v.wrong, f.v.events, f.v.lost, f.v.doubled, f.v.reordered, read)
+	if f.extra != "" {
+		out += "  " + f.extra + "\n"
+	}
+	return out + fmt.Sprintf("  took         %s\n", f.took.Round(time.Second))
 }

@@ -27,17 +27,21 @@ import (
 	"github.com/jetsource/jetsource/internal/workload"
 )
 
-// stack is a whole JetSource deployment on this machine: an embedded NATS
-// server that can be restarted on the same port and data, a database of
-// the package's PostgreSQL, and the binaries as processes.
+// stack is a whole JetSource deployment on this machine: NATS (an
+// embedded server that can be restarted on the same port and data, or a
+// cluster of server processes), a database of the package's PostgreSQL,
+// and the binaries as processes.
 type stack struct {
 	t        *testing.T
 	natsDir  string
 	natsPort int
 	nats     *natsserver.Server
+	natsURL  string
 	db       string
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	// env is given to every process, before its own.
+	env []string
 
 	mu    sync.Mutex
 	specs map[string][]string // process name → binary and environment
@@ -58,30 +62,52 @@ func newStackOn(t *testing.T, db string) *stack {
 	t.Helper()
 	s := &stack{t: t, natsDir: t.TempDir(), db: db, specs: map[string][]string{}, procs: map[string]*process{}}
 	s.startNATS()
+	s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", s.natsPort)
 	t.Cleanup(func() {
-		s.mu.Lock()
-		for _, p := range s.procs {
-			p.kill()
-		}
-		s.mu.Unlock()
 		if s.nats != nil {
 			s.nats.Shutdown()
 		}
 	})
-	nc, err := nats.Connect(s.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	s.nc = nc
-	s.js, _ = jetstream.New(nc)
-	if err := es.Setup(context.Background(), s.js, natstest.Topology(natstest.Partitions)); err != nil {
-		t.Fatal(err)
-	}
+	s.connect(natstest.Topology(natstest.Partitions))
 	return s
 }
 
-func (s *stack) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.natsPort) }
+// newClusterStack is a stack over a cluster of NATS server processes, with
+// R3 streams as in production.
+func newClusterStack(t *testing.T, c *natsCluster) *stack {
+	t.Helper()
+	s := &stack{t: t, natsURL: c.url(), db: postgres.DB(t), env: []string{"JETSOURCE_REPLICAS=3"},
+		specs: map[string][]string{}, procs: map[string]*process{}}
+	topology := natstest.Topology(natstest.Partitions)
+	topology.Replicas = 3
+	s.connect(topology)
+	return s
+}
+
+// connect opens the test's own connection and creates the streams,
+// retrying while a cluster elects its first leaders.
+func (s *stack) connect(topology es.Topology) {
+	s.t.Helper()
+	s.t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, p := range s.procs {
+			p.kill()
+		}
+	})
+	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(nc.Close)
+	s.nc = nc
+	s.js, _ = jetstream.New(nc)
+	retry(s.t, 30*time.Second, "create the streams", func() error {
+		op, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return es.Setup(op, s.js, topology)
+	})
+}
 
 func (s *stack) startNATS() {
 	s.t.Helper()
@@ -104,7 +130,7 @@ func (s *stack) restartNATS(pause time.Duration) {
 // run starts a binary under a name; restart and kill use the name.
 func (s *stack) run(name, binary string, env ...string) *process {
 	s.t.Helper()
-	spec := append([]string{binary, "NATS_URL=" + s.url(), "METRICS_ADDR=127.0.0.1:0", "LOG_LEVEL=info"}, env...)
+	spec := append(append([]string{binary, "NATS_URL=" + s.natsURL, "METRICS_ADDR=127.0.0.1:0", "LOG_LEVEL=info"}, s.env...), env...)
 	if binary == "projector" {
 		spec = append(spec, "DATABASE_URL="+s.db)
 	}
@@ -254,52 +280,80 @@ func (s *stack) caughtUp(pool *pgxpool.Pool, schema string, names []string, with
 	}
 }
 
-// verification is what checkResults and checkReadModels found.
+// verification is what checkOutcomes found: the counts of the summary.
 type verification struct {
 	commands, accepted, rejected, events int
+	// wrong counts commands whose outcome is not the one the workload
+	// intends; lost, doubled and reordered count events.
+	wrong, lost, doubled, reordered int
 }
 
-// checkOutcomes asserts every command got exactly the outcome the workload
-// intends and every order's events are exact: versions 1..n without gaps,
-// each command's event stored once and matching its result.
+func (v verification) clean() bool { return v.wrong+v.lost+v.doubled+v.reordered == 0 }
+
+// checkOutcomes checks that every command got exactly the outcome the
+// workload intends and every order's events are exact: versions 1..n
+// without gaps, each command's event stored once, at the stream sequence
+// its result acknowledged, and in the order the commands were published.
+// It reports the first problems as test errors and counts them all.
 func (s *stack) checkOutcomes(cmds []workload.Command, results map[string]contract.Result) verification {
 	s.t.Helper()
 	ctx := context.Background()
 	v := verification{commands: len(cmds)}
-	perOrder := map[string]int{}
+	reported := 0
+	report := func(format string, args ...any) {
+		if reported++; reported <= 20 {
+			s.t.Errorf(format, args...)
+		}
+	}
+	perOrder := map[string][]string{} // accepted command ids in publish order
 	for _, c := range cmds {
 		r := results[c.ID]
 		if (r.Status == contract.StatusAccepted) != c.WantAccepted {
-			s.t.Fatalf("command %s (%s): %+v %+v, want accepted=%v", c.ID, c.Type, r, r.Error, c.WantAccepted)
+			v.wrong++
+			report("command %s (%s): %+v %+v, want accepted=%v", c.ID, c.Type, r, r.Error, c.WantAccepted)
 		}
 		if r.Status == contract.StatusAccepted {
 			v.accepted++
-			perOrder[c.OrderID]++
+			perOrder[c.OrderID] = append(perOrder[c.OrderID], c.ID)
 		} else {
 			v.rejected++
 		}
 	}
 	store := es.NewStore(s.js, natstest.Partitions)
 	for orderID, accepted := range perOrder {
-		events, err := store.ReadFromLeader(ctx, orderID, 0)
-		if err != nil {
-			s.t.Fatal(err)
-		}
+		var events []contract.Event
+		retry(s.t, time.Minute, "read "+orderID+" from the leader", func() error {
+			var err error
+			events, err = store.ReadFromLeader(ctx, orderID, 0)
+			return err
+		})
 		seen := map[string]bool{}
 		for i, e := range events {
 			r := results[e.Metadata.CausationID]
 			switch {
 			case e.Version != int64(i+1):
-				s.t.Fatalf("order %s: event %d has version %d (lost or duplicated event)", orderID, i, e.Version)
+				v.lost += max(int(e.Version)-i-1, 0)
+				v.doubled += max(i+1-int(e.Version), 0)
+				report("order %s: event %d has version %d (lost or duplicated event)", orderID, i, e.Version)
 			case seen[e.Metadata.CausationID]:
-				s.t.Fatalf("order %s: command %s stored twice", orderID, e.Metadata.CausationID)
-			case r.Status != contract.StatusAccepted || r.Version != e.Version || r.EventIDs[0] != e.ID:
-				s.t.Fatalf("order %s: event %s does not match its command's result %+v", orderID, e.ID, r)
+				v.doubled++
+				report("order %s: command %s stored twice", orderID, e.Metadata.CausationID)
+			case r.Status != contract.StatusAccepted || r.Version != e.Version || r.EventIDs[0] != e.ID || r.StreamSequence != e.Sequence:
+				v.lost++
+				report("order %s: event %s at %d does not match its command's result %+v", orderID, e.ID, e.Sequence, r)
+			case i < len(accepted) && accepted[i] != e.Metadata.CausationID:
+				v.reordered++
+				report("order %s: event %d is from command %s, where %s was published first (reordered)", orderID, i, e.Metadata.CausationID, accepted[i])
 			}
 			seen[e.Metadata.CausationID] = true
 		}
-		if len(events) != accepted {
-			s.t.Fatalf("order %s: %d events for %d accepted commands", orderID, len(events), accepted)
+		switch {
+		case len(events) < len(accepted):
+			v.lost += len(accepted) - len(events)
+			report("order %s: %d events for %d accepted commands", orderID, len(events), len(accepted))
+		case len(events) > len(accepted):
+			v.doubled += len(events) - len(accepted)
+			report("order %s: %d events for %d accepted commands", orderID, len(events), len(accepted))
 		}
 		v.events += len(events)
 	}
