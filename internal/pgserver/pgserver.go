@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -345,4 +346,55 @@ func (s *Server) Stop() error {
 		}
 	})
 	return s.stopErr
+}
+
+// Kill crashes the server: SIGKILL to the postmaster and then to every
+// process it started, so nothing is flushed or shut down. The data
+// directory stays; Start on it runs crash recovery.
+func (s *Server) Kill() error {
+	b, err := os.ReadFile(filepath.Join(s.dir, "postmaster.pid"))
+	if err != nil {
+		return fmt.Errorf("kill postgres in %s: %w", s.dir, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return fmt.Errorf("kill postgres in %s: postmaster.pid: %w", s.dir, err)
+	}
+	children, err := childProcesses(pid)
+	if err != nil {
+		return fmt.Errorf("kill postgres in %s: %w", s.dir, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill postgres in %s: %w", s.dir, err)
+	}
+	for _, c := range children {
+		// A child may have exited on its own by now.
+		_ = syscall.Kill(c, syscall.SIGKILL)
+	}
+	return nil
+}
+
+// childProcesses lists the processes whose parent is pid, from /proc.
+func childProcesses(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out, nil
 }

@@ -140,7 +140,7 @@ func (f faultSummary) String() string {
 		read = "equal to a fresh projection of the events (order_summary, order_history, sales_daily)"
 	}
 	out := fmt.Sprintf(`fault: %s
-  injected     %s, %d times: %v
+  injected     %s; faults: %d %v
   durability   %s
   commands     %d over %d orders (seed %d; replay with JETSOURCE_CHAOS_SEED=%d)
   outcomes     %d accepted, %d rejected, %d not as intended

@@ -46,6 +46,16 @@ func startWith(t *testing.T, binary string, args []string, env ...string) *proce
 	return p
 }
 
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // kill sends SIGKILL and waits: no shutdown code runs.
 func (p *process) kill() {
 	select {

@@ -107,15 +107,12 @@ func runNATSFaults(t *testing.T, cfg chaosSettings, run natsFaultRun) {
 	// The commands go out in one chunk per fault, and the fault lands while
 	// its chunk is being published; a chunk starts once the one before is
 	// stored, so each order's commands keep their order.
-	chunk := len(cmds)/(cfg.kills+1) + 1
 	start := time.Now()
 	var hits []string
-	for k := range cfg.kills + 1 {
+	for k, part := range chunk(cmds, cfg.kills+1) {
 		cluster.waitHealthy(s.js, 2*time.Minute)
 		published := make(chan error, 1)
-		go func() {
-			published <- s.publish(context.Background(), cmds[min(k*chunk, len(cmds)):min((k+1)*chunk, len(cmds))], 50*time.Millisecond)
-		}()
+		go func() { published <- s.publish(context.Background(), part, 50*time.Millisecond) }()
 		if k < cfg.kills {
 			f.pause(800)
 			hits = append(hits, run.fault(f, k))

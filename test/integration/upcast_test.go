@@ -127,7 +127,7 @@ func TestSchemaVersion1EventsAreReadEverywhere(t *testing.T) {
 func orderctl(t *testing.T, s *stack, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "orderctl"), args...)
-	cmd.Env = []string{"NATS_URL=" + s.url()}
+	cmd.Env = []string{"NATS_URL=" + s.natsURL}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("orderctl %s: %v\n%s", strings.Join(args, " "), err, out)
