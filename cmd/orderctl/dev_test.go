@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/workload"
 )
 
@@ -54,17 +55,15 @@ func startDev(t *testing.T, args ...string) *devRun {
 // output so far.
 func (d *devRun) ready(t *testing.T) string {
 	t.Helper()
-	deadline := time.After(2 * time.Minute)
-	for !strings.Contains(d.out.String(), "Press Ctrl-C to stop") {
+	eventually.Holds(t, 2*time.Minute, "orderctl dev to be ready", func() (bool, string) {
 		select {
 		case code := <-d.exit:
 			d.exit <- code
 			t.Fatalf("orderctl dev exited with %d before it was ready\nstdout:\n%s\nstderr:\n%s", code, d.out.String(), d.errOut.String())
-		case <-deadline:
-			t.Fatalf("orderctl dev not ready\nstdout:\n%s\nstderr:\n%s", d.out.String(), d.errOut.String())
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-	}
+		return strings.Contains(d.out.String(), "Press Ctrl-C to stop"), "stdout:\n" + d.out.String() + "\nstderr:\n" + d.errOut.String()
+	})
 	return d.out.String()
 }
 

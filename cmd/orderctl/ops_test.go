@@ -14,6 +14,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
 	"github.com/jetsource/jetsource/internal/projectord"
@@ -176,12 +177,7 @@ func TestDeadLetterRetryAndSkip(t *testing.T) {
 	e.appendRaw(t, "ord-dup", order.OrderCreated{CustomerID: "cust", Currency: "USD"}, order.ItemAdded{ProductID: "b", Quantity: 3, UnitPriceCents: 10})
 
 	failed := map[string]deadLetter{}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(failed) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dead letters: %v", failed)
-		}
-		time.Sleep(50 * time.Millisecond)
+	eventually.Holds(t, 20*time.Second, "two failed dead letters", func() (bool, string) {
 		out, _ := mustRun(t, 0, "dlq", "list", "--status", "failed", "--json")
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			if line == "" {
@@ -193,7 +189,8 @@ func TestDeadLetterRetryAndSkip(t *testing.T) {
 			}
 			failed[l.OrderID] = l
 		}
-	}
+		return len(failed) >= 2, fmt.Sprint(failed)
+	})
 	ghost, dup := failed["ord-ghost"], failed["ord-dup"]
 	if ghost.EventType != "ItemAdded" || ghost.EventVersion != 2 || ghost.Attempts != 2 || !strings.Contains(ghost.Error, "no row") ||
 		!strings.Contains(string(ghost.Body), `"type":"ItemAdded"`) || dup.EventType != "OrderCreated" {

@@ -131,12 +131,12 @@ func TestLostLeaseDoesNotRunAPartitionTwice(t *testing.T) {
 	h.stop()
 	orderID := newID("ord")
 	submit := newID("submit")
-	stuck := make(chan struct{})
+	stuck, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	h.stop = h.runOn(h.js, aggregator.Config{ReplicaID: "solo", LeaseTTL: 2 * time.Second}, func(point, commandID string) error {
 		if point == "decide" && commandID == submit {
 			once.Do(func() { close(stuck) })
-			time.Sleep(1500 * time.Millisecond)
+			<-release
 		}
 		return nil
 	})
@@ -158,17 +158,50 @@ func TestLostLeaseDoesNotRunAPartitionTwice(t *testing.T) {
 	if _, err := kv.Put(context.Background(), key, []byte("solo")); err != nil {
 		t.Fatal(err)
 	}
+	// The worker stays stuck for three rounds of the coordinator (each
+	// heartbeats the member key): one fails the renewal, the next would
+	// start the partition again if it did not wait for the stuck worker.
+	waitMemberBeats(t, kv, "solo", 3)
+	close(release)
 
 	rejectedWith(t, h.waitResult(contract.ResultSubject(submit)), contract.CodeInvalidState)
 	if r := accepted(t, h.waitResult(contract.ResultSubject(add))); r.Version != 2 {
 		t.Fatalf("AddItem at version %d", r.Version)
 	}
-	time.Sleep(3 * time.Second) // let any second worker act, if there were one
+	// A later command of the order is handled after everything before it
+	// in the partition: once it is, no second worker can still decide the
+	// SubmitOrder ahead of it.
+	marker := newID("cmd")
+	if r := accepted(t, h.send(cmd{ID: marker, Type: "AddItem", OrderID: orderID, Data: map[string]any{"productId": "b", "quantity": 1, "unitPriceCents": 5}})); r.Version != 3 {
+		t.Fatalf("the marker AddItem at version %d", r.Version)
+	}
 	events := h.events(orderID)
-	if len(events) != 2 || events[1].Type != "ItemAdded" {
+	if len(events) != 3 || events[1].Type != "ItemAdded" || events[2].Type != "ItemAdded" {
 		t.Fatalf("events %v: the SubmitOrder decided before the AddItem was applied after it", eventTypes(events))
 	}
 	rejectedWith(t, h.waitResult(contract.ResultSubject(submit)), contract.CodeInvalidState)
+}
+
+// waitMemberBeats waits until replica has written its member key n more
+// times: n rounds of its coordinator.
+func waitMemberBeats(t *testing.T, kv jetstream.KeyValue, replica string, n int) {
+	t.Helper()
+	w, err := kv.Watch(context.Background(), "members."+replica, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	timeout := time.After(30 * time.Second)
+	for seen := 0; seen < n; {
+		select {
+		case e := <-w.Updates():
+			if e != nil {
+				seen++
+			}
+		case <-timeout:
+			t.Fatalf("replica %s wrote its member key %d of %d times", replica, seen, n)
+		}
+	}
 }
 
 func eventTypes(events []contract.Event) []string {

@@ -17,6 +17,7 @@ import (
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 )
 
@@ -245,11 +246,5 @@ func (c *counter) Partition(int, bool)         {}
 // waitCount waits until n reaches at least want.
 func waitCount(t *testing.T, n *atomic.Int64, want int64, what string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Load() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d, want %d", what, n.Load(), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.Holds(t, 10*time.Second, what, func() (bool, string) { return n.Load() >= want, fmt.Sprintf("%d, want %d", n.Load(), want) })
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/netfault"
 )
@@ -56,7 +57,7 @@ func TestStartsAgainstASlowNATS(t *testing.T) {
 	// the replica gave up on it; the second one is sent after the replica
 	// rebalanced on the failure of the first.
 	var kv jetstream.KeyValue
-	waitFor(t, 30*time.Second, "the lease bucket exists", func() bool {
+	eventually.True(t, 30*time.Second, "the lease bucket exists", func() bool {
 		kv, err = js.KeyValue(context.Background(), aggregator.LeaseBucket)
 		return err == nil
 	})
@@ -70,15 +71,15 @@ func TestStartsAgainstASlowNATS(t *testing.T) {
 		}
 		return e.Revision()
 	}
-	waitFor(t, 30*time.Second, "a first heartbeat reaches the server", func() bool { return heartbeats() > 0 })
+	eventually.True(t, 30*time.Second, "a first heartbeat reaches the server", func() bool { return heartbeats() > 0 })
 	first := heartbeats()
-	waitFor(t, 30*time.Second, "a second heartbeat reaches the server", func() bool { return heartbeats() > first })
+	eventually.True(t, 30*time.Second, "a second heartbeat reaches the server", func() bool { return heartbeats() > first })
 	if n := own.snapshot()["slow"]; n != 0 {
 		t.Fatalf("the replica runs %d partitions without having renewed a lease", n)
 	}
 
 	proxy.SetDelay(0)
-	waitFor(t, 30*time.Second, "the replica runs all 16 partitions", func() bool {
+	eventually.True(t, 30*time.Second, "the replica runs all 16 partitions", func() bool {
 		return own.snapshot()["slow"] == natstest.Partitions
 	})
 	accepted(t, h.waitResult(contract.ResultSubject(create)))

@@ -3,6 +3,7 @@ package aggregator_test
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -65,18 +67,6 @@ func (ob ownershipObserver) Partition(p int, owned bool) {
 	o.count[ob.replica]--
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !ok() {
-		if time.Since(start) > within {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestReplicasSplitPartitionsAndFailOver(t *testing.T) {
 	srv, _, js := natstest.Streams(t, natstest.Partitions)
 	own := &ownership{t: t, owner: map[int]string{}, count: map[string]int{}}
@@ -108,15 +98,16 @@ func TestReplicasSplitPartitionsAndFailOver(t *testing.T) {
 	}
 
 	a := startReplica("a")
-	waitFor(t, 5*time.Second, "one replica runs all 16 partitions", balanced(map[string]int{"a": 16}))
+	eventually.True(t, 5*time.Second, "one replica runs all 16 partitions", balanced(map[string]int{"a": 16}))
 	startReplica("b")
 	c := startReplica("c")
-	waitFor(t, 10*time.Second, "three replicas split the partitions 6/5/5", balanced(map[string]int{"a": 6, "b": 5, "c": 5}))
+	eventually.True(t, 10*time.Second, "three replicas split the partitions 6/5/5", balanced(map[string]int{"a": 6, "b": 5, "c": 5}))
 
 	// Commands flow while replica c dies without a word: its connection
 	// drops, so it can neither renew nor release its leases.
 	cmds := workload.Waves("scale", 200)
 	published := make(chan struct{})
+	var sent atomic.Int64
 	go func() {
 		defer close(published)
 		for i, cmd := range cmds {
@@ -124,15 +115,16 @@ func TestReplicasSplitPartitionsAndFailOver(t *testing.T) {
 				t.Error(err)
 				return
 			}
+			sent.Add(1)
 			if i%50 == 0 {
-				time.Sleep(5 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond) // paces the publisher, so that c dies mid-flow
 			}
 		}
 		<-js.PublishAsyncComplete()
 	}()
-	time.Sleep(100 * time.Millisecond)
+	eventually.True(t, 10*time.Second, "50 commands published", func() bool { return sent.Load() >= 50 })
 	c.nc.Close()
-	took := waitFor(t, 10*time.Second, "the survivors take the dead replica's partitions over (8/8)", balanced(map[string]int{"a": 8, "b": 8}))
+	took := eventually.True(t, 10*time.Second, "the survivors take the dead replica's partitions over (8/8)", balanced(map[string]int{"a": 8, "b": 8}))
 	t.Logf("failover took %s", took.Round(100*time.Millisecond))
 	<-published
 
@@ -144,7 +136,7 @@ func TestReplicasSplitPartitionsAndFailOver(t *testing.T) {
 	}
 	// A graceful stop hands partitions over at once.
 	a.stop()
-	waitFor(t, 5*time.Second, "b runs all partitions after a stops", balanced(map[string]int{"b": 16}))
+	eventually.True(t, 5*time.Second, "b runs all partitions after a stops", balanced(map[string]int{"b": 16}))
 	id := fmt.Sprintf("after-%d", time.Now().UnixNano())
 	accepted(t, h.send(cmd{ID: id, Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}))
 }

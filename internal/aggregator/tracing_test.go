@@ -14,6 +14,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
@@ -53,7 +54,7 @@ func TestTraceContextFlowsFromCommandToEvents(t *testing.T) {
 			t.Fatalf("event %s carries trace %s, want %s (header %q)", e.ID, got.TraceID(), traceID, stored.Header.Get("traceparent"))
 		}
 	}
-	waitFor(t, 5*time.Second, "the handle span is exported", func() bool { return len(exp.GetSpans()) >= 3 })
+	eventually.True(t, 5*time.Second, "the handle span is exported", func() bool { return len(exp.GetSpans()) >= 3 })
 	names := map[string]bool{}
 	for _, s := range exp.GetSpans() {
 		if s.SpanContext.TraceID() != traceID {

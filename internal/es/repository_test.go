@@ -29,6 +29,11 @@ var orderFold = es.Fold[order.State]{
 // decideAndAppend is a minimal command handler: load, decide, append, and on
 // a conflict reload and decide again.
 func decideAndAppend(ctx context.Context, repo *es.Repository[order.State], id string, cmd order.Command) (int, error) {
+	return decideAndAppendAt(ctx, repo, id, cmd, time.Now())
+}
+
+// decideAndAppendAt is decideAndAppend with the events stamped at.
+func decideAndAppendAt(ctx context.Context, repo *es.Repository[order.State], id string, cmd order.Command, at time.Time) (int, error) {
 	l, _, err := repo.Load(ctx, id)
 	if err != nil {
 		return 0, err
@@ -42,9 +47,9 @@ func decideAndAppend(ctx context.Context, repo *es.Repository[order.State], id s
 		next := l.State
 		for i, d := range decided {
 			data, _ := json.Marshal(d)
-			envs[i] = contract.Event{ID: es.NewEventID(time.Now()), AggregateType: order.AggregateType, AggregateID: id, Type: d.EventType(),
+			envs[i] = contract.Event{ID: es.NewEventID(at), AggregateType: order.AggregateType, AggregateID: id, Type: d.EventType(),
 				SchemaVersion: contract.SchemaVersion(d.EventType()), Version: l.Version + int64(i) + 1, Data: data,
-				Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: time.Now()}}}
+				Metadata: contract.EventMetadata{Timestamp: contract.Time{Time: at}}}
 			next = order.Evolve(next, d)
 		}
 		_, err = repo.Append(ctx, id, l, envs, next)
@@ -182,13 +187,12 @@ func TestLoadAsOf(t *testing.T) {
 	_, _, js := natstest.Streams(t, natstest.Partitions)
 	store := es.NewStore(js, natstest.Partitions)
 	repo := es.NewRepository(store, orderFold, es.RepositoryConfig{CacheSize: 10})
-	if _, err := decideAndAppend(ctx, repo, "ord-t", order.CreateOrder{CustomerID: "c", Items: []order.AddItem{{ProductID: "a", Quantity: 1, UnitPriceCents: 100}}}); err != nil {
+	created := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	between, submitted := created.Add(time.Minute), created.Add(2*time.Minute)
+	if _, err := decideAndAppendAt(ctx, repo, "ord-t", order.CreateOrder{CustomerID: "c", Items: []order.AddItem{{ProductID: "a", Quantity: 1, UnitPriceCents: 100}}}, created); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond)
-	between := time.Now()
-	time.Sleep(5 * time.Millisecond)
-	if _, err := decideAndAppend(ctx, repo, "ord-t", order.SubmitOrder{}); err != nil {
+	if _, err := decideAndAppendAt(ctx, repo, "ord-t", order.SubmitOrder{}, submitted); err != nil {
 		t.Fatal(err)
 	}
 	v1, err := repo.LoadAsOf(ctx, "ord-t", es.AsOf{Version: 1})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -64,7 +65,7 @@ func TestCheckpointCASStopsAStaleWriter(t *testing.T) {
 			WHERE projection = 'order_summary' AND partition = $2`, claimed, p)
 		moved <- err
 	}()
-	waitFor(t, 10*time.Second, "the other writer to wait for the checkpoint row", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "the other writer to wait for the checkpoint row", func() (bool, string) {
 		var waiting int
 		err := e.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
 			AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jetsource.projection_checkpoints%'`).Scan(&waiting)
@@ -174,7 +175,7 @@ func TestReplicaThatLostItsLockStopsWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	successor := e.start(t, "successor", projections.Config{Projection: readmodel.OrderHistory{}})
-	waitFor(t, 20*time.Second, "the successor to claim the partition", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "the successor to claim the partition", func() (bool, string) {
 		return slices.Contains(successor.Owned(), p), fmt.Sprint("successor owns ", successor.Owned())
 	})
 	close(release)
@@ -244,7 +245,7 @@ func TestClaimWaitsForABatchThatCheckedItsEpoch(t *testing.T) {
 			return err == nil && n == 1, fmt.Sprint(n, err)
 		}
 	}
-	waitFor(t, 20*time.Second, "the stale batch to wait between its owner check and its commit",
+	eventually.Holds(t, 20*time.Second, "the stale batch to wait between its owner check and its commit",
 		waiting("stale", "%projection_checkpoints%"))
 
 	var pid int
@@ -256,7 +257,7 @@ func TestClaimWaitsForABatchThatCheckedItsEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	successor := e.start(t, "successor", projections.Config{Projection: readmodel.OrderHistory{}})
-	waitFor(t, 20*time.Second, "the successor's claim to wait for the stale batch",
+	eventually.Holds(t, 20*time.Second, "the successor's claim to wait for the stale batch",
 		waiting("successor", "%projection_owners%"))
 	if slices.Contains(successor.Owned(), p) {
 		t.Fatalf("the successor owns partition %d while the stale batch may still commit", p)
@@ -265,7 +266,7 @@ func TestClaimWaitsForABatchThatCheckedItsEpoch(t *testing.T) {
 	if _, err := gateConn.Exec(ctx, "SELECT pg_advisory_unlock($1)", gate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the successor to claim the partition", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "the successor to claim the partition", func() (bool, string) {
 		return slices.Contains(successor.Owned(), p), fmt.Sprint("successor owns ", successor.Owned())
 	})
 	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/pgtest"
 	"github.com/jetsource/jetsource/internal/projections"
@@ -130,27 +131,11 @@ func (e *env) start(t testing.TB, name string, cfg projections.Config) *replica 
 	return rep
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitCaughtUp waits until every partition of the projection has its
 // checkpoint at the given sequences.
 func (e *env) waitCaughtUp(t testing.TB, projection string, want map[int]uint64) {
 	t.Helper()
-	waitFor(t, 60*time.Second, projection+" to catch up", func() (bool, string) {
+	eventually.Holds(t, 60*time.Second, projection+" to catch up", func() (bool, string) {
 		cps, err := e.admin.Checkpoints(context.Background(), projection)
 		if err != nil {
 			return false, err.Error()

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -166,7 +167,7 @@ func TestRebuildSwapsInIdenticalTables(t *testing.T) {
 	// A slow shadow is still far behind when all its workers have started
 	// and the rebuild swaps, even where starting them takes long (-race).
 	slow := hook{Projection: readmodel.SalesDaily{}, before: func(context.Context, []contract.Event) error {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // paces the shadow's batches: a slow projection, not a synchronisation
 		return nil
 	}}
 	go func() {
@@ -174,7 +175,7 @@ func TestRebuildSwapsInIdenticalTables(t *testing.T) {
 			BatchSize: 20, ProgressEvery: 10 * time.Millisecond, SwapWithin: math.MaxUint64})
 		rebuilt <- result{pr, err}
 	}()
-	waitFor(t, 20*time.Second, "the swap to wait for the held batch", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "the swap to wait for the held batch", func() (bool, string) {
 		var waiting int
 		err := e.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
 			AND wait_event_type = 'Lock' AND query LIKE '%projection_checkpoints%FOR UPDATE%'`).Scan(&waiting)
@@ -279,13 +280,6 @@ func TestRebuildSwapsUnderSteadyWrites(t *testing.T) {
 		events int
 		err    error
 	}
-	writer := make(chan fed, 1)
-	go func() {
-		n, err := f.feed(stop, 500*time.Microsecond, steady...)
-		writer <- fed{n, err}
-	}()
-	time.Sleep(500 * time.Millisecond) // the writes are in full swing
-
 	const bound = 20 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
@@ -293,33 +287,45 @@ func TestRebuildSwapsUnderSteadyWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
+	stored := func() uint64 {
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
 	}
+	writer := make(chan fed, 1)
+	writing := time.Now()
+	go func() {
+		n, err := f.feed(stop, 500*time.Microsecond, steady...)
+		writer <- fed{n, err}
+	}()
+	// The writes are in full swing once a few hundred events came in.
+	initial := stored()
+	eventually.True(t, bound, "200 events written", func() bool { return stored() >= initial+200 })
+
+	before := stored()
 	began := time.Now()
 	pr, err := e.admin.Rebuild(ctx, readmodel.OrderSummary{}, projections.RebuildOptions{ProgressEvery: 100 * time.Millisecond})
 	took := time.Since(began)
-	after, infoErr := stream.Info(context.Background())
-	time.Sleep(200 * time.Millisecond) // writes go on after the swap too
+	after := stored()
+	// Writes go on after the swap too, unless the writer ran out of orders.
+	eventually.True(t, bound, "100 events written after the rebuild", func() bool { return stored() >= after+100 || len(writer) > 0 })
 	close(stop)
 	w := <-writer
 	if w.err != nil {
 		t.Fatal(w.err)
 	}
-	rate := float64(w.events) / (took + 700*time.Millisecond).Seconds()
+	rate := float64(w.events) / time.Since(writing).Seconds()
 	t.Logf("rebuild took %s under %.0f appended events/s: %+v", took, rate, pr)
 	if err != nil || !pr.Swapped {
 		t.Fatalf("rebuild under steady writes: %+v, %v; want swapped within %s", pr, err, bound)
 	}
-	if pr.Done < info.State.Msgs {
-		t.Errorf("the shadow swapped in after %d events; %d were stored before the rebuild began", pr.Done, info.State.Msgs)
+	if pr.Done < before {
+		t.Errorf("the shadow swapped in after %d events; %d were stored before the rebuild began", pr.Done, before)
 	}
-	if infoErr != nil {
-		t.Fatal(infoErr)
-	}
-	if after.State.Msgs <= info.State.Msgs {
-		t.Errorf("no event was appended while the rebuild ran (%d before, %d after); the test wants steady writes", info.State.Msgs, after.State.Msgs)
+	if after <= before {
+		t.Errorf("no event was appended while the rebuild ran (%d before, %d after); the test wants steady writes", before, after)
 	}
 	for _, s := range steady {
 		if f.last[s.id] > 0 { // orders the writer reached

@@ -35,11 +35,11 @@ func TestReplicasSplitThePartitions(t *testing.T) {
 	wave("a", 100)
 	r1 := e.start(t, "r1", cfg)
 	r2 := e.start(t, "r2", cfg)
-	split(t, r1, r2)
+	e.split(t, r1, r2)
 	check()
 
 	r3 := e.start(t, "r3", cfg)
-	split(t, r1, r2, r3)
+	e.split(t, r1, r2, r3)
 	var locks int
 	if err := e.db.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&locks); err != nil || locks != natstest.Partitions {
 		t.Errorf("%d advisory locks are held, %v; want one per partition", locks, err)
@@ -48,7 +48,7 @@ func TestReplicasSplitThePartitions(t *testing.T) {
 	check()
 
 	r2.stop(t)
-	split(t, r1, r3)
+	e.split(t, r1, r3)
 	wave("c", 60)
 	check()
 
@@ -62,7 +62,7 @@ func TestReplicasSplitThePartitions(t *testing.T) {
 		VALUES ($1, 'r3') ON CONFLICT (projection, replica_id) DO UPDATE SET heartbeat_at = now()`, readmodel.NameOrderSummary); err != nil {
 		t.Fatal(err)
 	}
-	split(t, r1)
+	e.split(t, r1)
 	wave("d", 60)
 	check()
 }
@@ -88,11 +88,11 @@ func TestEveryReplicaGetsItsShare(t *testing.T) {
 	var rs []*replica
 	for i := range 5 {
 		rs = append(rs, e.start(t, fmt.Sprintf("s%d", i+1), cfg))
-		split(t, rs...)
+		e.split(t, rs...)
 	}
 	wave("a", 60)
 
 	rs[0].stop(t)
-	split(t, rs[1:]...)
+	e.split(t, rs[1:]...)
 	wave("b", 60)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -104,7 +105,7 @@ func ids(scripts []*script) []string {
 func TestRunnerDrainsOnCancel(t *testing.T) {
 	e := newEnv(t)
 	r := e.start(t, "solo", projections.Config{Projection: readmodel.OrderSummary{}})
-	waitFor(t, 10*time.Second, "the replica to own every partition", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "the replica to own every partition", func() (bool, string) {
 		return len(r.Owned()) == natstest.Partitions && r.Ready(), ""
 	})
 	r.stop(t)
@@ -132,12 +133,13 @@ func owners(rs ...*replica) map[int][]string {
 
 // split waits until the replicas own every partition exactly once, each
 // floor or ceil of partitions / replicas of them, and then checks that the
-// split holds for a few heartbeats: balancing must not flap.
-func split(t *testing.T, rs ...*replica) {
+// split holds while every replica runs two more rounds of balancing:
+// balancing must not flap.
+func (e *env) split(t *testing.T, rs ...*replica) {
 	t.Helper()
 	lo := natstest.Partitions / len(rs)
 	hi := (natstest.Partitions + len(rs) - 1) / len(rs)
-	waitFor(t, 20*time.Second, "the partitions to be split", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "the partitions to be split", func() (bool, string) {
 		o := owners(rs...)
 		if len(o) != natstest.Partitions {
 			return false, "owners: " + fmtOwners(o)
@@ -155,10 +157,49 @@ func split(t *testing.T, rs ...*replica) {
 		return true, ""
 	})
 	before := owners(rs...)
-	time.Sleep(400 * time.Millisecond)
+	e.rounds(t, 2, rs...)
 	if after := owners(rs...); !maps.EqualFunc(before, after, slices.Equal) {
 		t.Errorf("the split did not hold:%s\nthen:%s", fmtOwners(before), fmtOwners(after))
 	}
+}
+
+// rounds waits until each replica has heartbeated n more times: a round
+// of a runner is a heartbeat followed by balancing, so after n+1
+// heartbeats n rounds of balancing have ended.
+func (e *env) rounds(t *testing.T, n int, rs ...*replica) {
+	t.Helper()
+	beats := func() map[string]time.Time {
+		out := map[string]time.Time{}
+		rows, err := e.db.Query(context.Background(), `SELECT replica_id, heartbeat_at FROM jetsource.projection_replicas`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			id string
+			at time.Time
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&id, &at}, func() error { out[id] = at; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	seen := map[string][]time.Time{} // distinct heartbeats since the start
+	for id, at := range beats() {
+		seen[id] = []time.Time{at}
+	}
+	eventually.Holds(t, 30*time.Second, fmt.Sprintf("%d more heartbeats of every replica", n+1), func() (bool, string) {
+		for id, at := range beats() {
+			if l := seen[id]; len(l) == 0 || !l[len(l)-1].Equal(at) {
+				seen[id] = append(l, at)
+			}
+		}
+		for _, r := range rs {
+			if len(seen[r.name]) < n+2 {
+				return false, fmt.Sprintf("%s heartbeated %d times", r.name, len(seen[r.name])-1)
+			}
+		}
+		return true, ""
+	})
 }
 
 func fmtOwners(o map[int][]string) string {
@@ -194,7 +235,7 @@ func TestCancelAnytimeLeavesNoGhost(t *testing.T) {
 		run, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- r.Run(run) }()
-		waitFor(t, 10*time.Second, "the runner to own partitions", func() (bool, string) {
+		eventually.Holds(t, 10*time.Second, "the runner to own partitions", func() (bool, string) {
 			return r.Ready() && len(r.Owned()) > 0, ""
 		})
 		var blocker pgx.Tx
@@ -205,17 +246,20 @@ func TestCancelAnytimeLeavesNoGhost(t *testing.T) {
 			if _, err := blocker.Exec(ctx, `SELECT 1 FROM jetsource.projection_replicas WHERE replica_id = 'ghost' FOR UPDATE`); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "the heartbeat to wait for the row lock", func() (bool, string) {
+			eventually.Holds(t, 10*time.Second, "the heartbeat to wait for the row lock", func() (bool, string) {
 				var waiting int
 				err := e.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ghost'
 					AND wait_event_type = 'Lock' AND query LIKE '%projection_replicas%'`).Scan(&waiting)
 				return err == nil && waiting > 0, fmt.Sprint(err)
 			})
 		} else {
+			// Jitter, not a synchronisation: stop at a random point of
+			// the heartbeat cycle.
 			time.Sleep(time.Duration(rng.Int64N(int64(2 * heartbeat))))
 		}
 		cancel()
 		if blocker != nil {
+			// Jitter: release the row lock at a random point of the drain.
 			time.Sleep(time.Duration(rng.Int64N(int64(4 * heartbeat))))
 			if err := blocker.Rollback(ctx); err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -43,7 +44,7 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 				return
 			}
 			if i%20 == 0 {
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // the pace, not a synchronisation
 			}
 		}
 		<-js.PublishAsyncComplete()
@@ -69,6 +70,7 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 		return r, true
 	}
 	for k := range kills {
+		// The kill schedule: a random moment of the aggregator's work.
 		time.Sleep(time.Duration(50+rng.IntN(150)) * time.Millisecond)
 		agg.kill()
 		info, err := results.Info(ctx)
@@ -82,21 +84,20 @@ func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(60 * time.Second)
 	outcome := map[string]contract.Result{}
-	for _, c := range cmds {
-		for {
+	eventually.Holds(t, 60*time.Second, "a result for every command", func() (bool, string) {
+		for _, c := range cmds {
+			if _, done := outcome[c.ID]; done {
+				continue
+			}
 			r, ok := resultOf(c.ID)
-			if ok {
-				outcome[c.ID] = r
-				break
+			if !ok {
+				return false, "no result for " + c.ID
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("command %s never got a result", c.ID)
-			}
-			time.Sleep(20 * time.Millisecond)
+			outcome[c.ID] = r
 		}
-	}
+		return true, ""
+	})
 	agg.terminate(15 * time.Second)
 
 	store := es.NewStore(js, natstest.Partitions)

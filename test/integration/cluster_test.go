@@ -17,6 +17,7 @@ import (
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregatord"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -197,7 +198,7 @@ func appendOne(t *testing.T, store *es.Store, id string, v int64, ok func(eventI
 		events, err := store.ReadFromLeader(op, id, 0)
 		cancel()
 		if err != nil {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // a client's retry pause while the cluster elects a leader
 			continue
 		}
 		for _, stored := range events {
@@ -222,7 +223,7 @@ func appendOne(t *testing.T, store *es.Store, id string, v int64, ok func(eventI
 			return
 		}
 		if !errors.Is(err, es.ErrUnknownOutcome) && !errors.Is(err, es.ErrConflict) {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // a client's retry pause, as above
 		}
 	}
 	t.Errorf("%s: version %d not appended within a minute", id, v)
@@ -249,17 +250,11 @@ func streamLeader(t *testing.T, js jetstream.JetStream, name string) string {
 	return leader
 }
 
+// retry calls fn until it succeeds.
 func retry(t *testing.T, within time.Duration, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	eventually.Holds(t, within, what, func() (bool, string) {
 		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprint(err)
+	})
 }

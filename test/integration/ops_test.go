@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -55,17 +56,6 @@ func metricValue(t *testing.T, body, series string) float64 {
 	return sum
 }
 
-func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestAggregatorMetricsReadinessAndNATSRestart scrapes a running aggregator
 // under load, stops NATS under it, and restarts NATS: readiness follows,
 // and commands published after the restart are handled without operator
@@ -82,13 +72,13 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 	agg := start(t, "aggregator", "NATS_URL="+srv.ClientURL(), "METRICS_ADDR="+addr, "LOG_LEVEL=warn")
 	base := "http://" + addr
 
-	eventually(t, 15*time.Second, "/readyz answers 200", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+	eventually.True(t, 15*time.Second, "/readyz answers 200", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
 	if code, _ := httpGet(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
 	// Ready means one partition owned; the others follow within a lease tick.
 	var before string
-	eventually(t, 15*time.Second, "all 16 partitions owned", func() bool {
+	eventually.True(t, 15*time.Second, "all 16 partitions owned", func() bool {
 		_, before = httpGet(base + "/metrics")
 		return metricValue(t, before, "jetsource_aggregator_partitions_owned") == 16
 	})
@@ -123,7 +113,7 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 	}
 
 	srv.Shutdown()
-	eventually(t, 10*time.Second, "/readyz answers 503 while NATS is down", func() bool { code, _ := httpGet(base + "/readyz"); return code == 503 })
+	eventually.True(t, 10*time.Second, "/readyz answers 503 while NATS is down", func() bool { code, _ := httpGet(base + "/readyz"); return code == 503 })
 	if code, _ := httpGet(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d while NATS is down; liveness must not depend on NATS", code)
 	}
@@ -131,7 +121,7 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "/readyz answers 200 after NATS is back", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+	eventually.True(t, 20*time.Second, "/readyz answers 200 after NATS is back", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
 
 	later := workload.Lifecycle("after-restart", 1)
 	for _, c := range later {
@@ -147,7 +137,7 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 func waitResult(t *testing.T, js jetstream.JetStream, commandID string) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, 30*time.Second, fmt.Sprintf("result of %s", commandID), func() bool {
+	eventually.True(t, 30*time.Second, fmt.Sprintf("result of %s", commandID), func() bool {
 		s, err := js.Stream(ctx, contract.ResultsStream)
 		if err != nil {
 			return false
@@ -165,7 +155,7 @@ func TestProjectorMetricsAndReadiness(t *testing.T) {
 	addr := freeAddr(t)
 	s.run("projector", "projector", "PROJECTOR_PROJECTION=order_summary", "METRICS_ADDR="+addr)
 	base := "http://" + addr
-	eventually(t, 20*time.Second, "projector /readyz answers 200", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+	eventually.True(t, 20*time.Second, "projector /readyz answers 200", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
 	_, before := httpGet(base + "/metrics")
 	if v := metricValue(t, before, "jetsource_projection_partitions_owned"); v != 16 {
 		t.Fatalf("partitions owned = %v", v)
@@ -176,7 +166,7 @@ func TestProjectorMetricsAndReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.results(cmds, time.Minute)
-	eventually(t, 30*time.Second, "events applied are counted", func() bool {
+	eventually.True(t, 30*time.Second, "events applied are counted", func() bool {
 		_, body := httpGet(base + "/metrics")
 		return metricValue(t, body, `jetsource_projection_events_total\{outcome="applied",projection="order_summary"\}`) >= float64(len(cmds)-5)
 	})
@@ -198,7 +188,7 @@ func TestProjectorMetricsAndReadiness(t *testing.T) {
 	}
 
 	s.nats.Shutdown()
-	eventually(t, 10*time.Second, "projector /readyz answers 503 while NATS is down", func() bool { code, _ := httpGet(base + "/readyz"); return code == 503 })
+	eventually.True(t, 10*time.Second, "projector /readyz answers 503 while NATS is down", func() bool { code, _ := httpGet(base + "/readyz"); return code == 503 })
 	s.startNATS()
-	eventually(t, 30*time.Second, "projector /readyz answers 200 after NATS is back", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+	eventually.True(t, 30*time.Second, "projector /readyz answers 200 after NATS is back", func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
 }

@@ -2,11 +2,14 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/pgserver"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -23,7 +26,8 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 	cmds := workload.Waves("natsrestart", 120)
 	published := make(chan error, 1)
 	go func() { published <- s.publish(context.Background(), cmds, 20*time.Millisecond) }()
-	time.Sleep(300 * time.Millisecond)
+	// Restart while commands stream in: once the first events are stored.
+	s.waitEventsStored(t, 10)
 	s.restartNATS(time.Second)
 	if err := <-published; err != nil {
 		t.Fatal(err)
@@ -68,11 +72,14 @@ func TestPostgresRestartDuringProjection(t *testing.T) {
 	cmds := workload.Waves("pgrestart", 120)
 	published := make(chan error, 1)
 	go func() { published <- s.publish(ctx, cmds, 20*time.Millisecond) }()
-	time.Sleep(400 * time.Millisecond)
+	// Stop Postgres while the projectors work: once the first events are
+	// stored; start it again once more came in while it was down, so the
+	// projectors have events to catch up on.
+	s.waitEventsStored(t, 10)
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	s.waitEventsStored(t, s.eventsStored(t)+30)
 	if pg, err = pgserver.Start(ctx, pgserver.Config{Dir: dir, Port: port}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,4 +89,23 @@ func TestPostgresRestartDuringProjection(t *testing.T) {
 	results := s.results(cmds, 2*time.Minute)
 	s.checkOutcomes(cmds, results)
 	s.checkReadModels()
+}
+
+// eventsStored is the number of events in the event store.
+func (s *stack) eventsStored(t *testing.T) uint64 {
+	t.Helper()
+	stream, err := s.js.Stream(context.Background(), contract.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream.CachedInfo().State.Msgs
+}
+
+// waitEventsStored waits until the event store holds at least n events.
+func (s *stack) waitEventsStored(t *testing.T, n uint64) {
+	t.Helper()
+	eventually.Holds(t, time.Minute, fmt.Sprintf("%d events stored", n), func() (bool, string) {
+		got := s.eventsStored(t)
+		return got >= n, fmt.Sprintf("%d stored", got)
+	})
 }

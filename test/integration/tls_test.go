@@ -26,6 +26,7 @@ import (
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -227,7 +228,7 @@ func lifecycleOver(t *testing.T, nc *nats.Conn, url string, env []string) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	eventually(t, 30*time.Second, "the projector shows the order delivered", func() bool {
+	eventually.True(t, 30*time.Second, "the projector shows the order delivered", func() bool {
 		var status string
 		err := pool.QueryRow(ctx, "SELECT status FROM jetsource.orders WHERE id = $1", orderID).Scan(&status)
 		return err == nil && status == "delivered"

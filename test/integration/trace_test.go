@@ -14,6 +14,7 @@ import (
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
@@ -69,13 +70,13 @@ func TestOneTraceFromCommandToProjectedRow(t *testing.T) {
 	}
 	traceID := root.SpanContext().TraceID()
 
-	eventually(t, 30*time.Second, "the order is projected", func() bool {
+	eventually.True(t, 30*time.Second, "the order is projected", func() bool {
 		var seq int64
 		err := pool.QueryRow(ctx, "SELECT last_sequence FROM jetsource.orders WHERE id = 'ord-traced'").Scan(&seq)
 		return err == nil && uint64(seq) == r.StreamSequence
 	})
 	want := map[string]bool{"send CreateOrder": false, "handle CreateOrder": false, "append events": false, "project OrderCreated": false}
-	eventually(t, 10*time.Second, "every span is exported", func() bool {
+	eventually.True(t, 10*time.Second, "every span is exported", func() bool {
 		for _, s := range exp.GetSpans() {
 			if _, ok := want[s.Name]; ok && s.SpanContext.TraceID() == traceID {
 				want[s.Name] = true
