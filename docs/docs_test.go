@@ -279,7 +279,9 @@ func TestTrafficMatchesTheSchemas(t *testing.T) {
 			}
 		})
 	}
-	svc, err := aggregator.New(js, aggregator.Config{Partitions: natstest.Partitions, SnapshotEvery: 3, Logger: quiet})
+	aggCfg := aggregator.DefaultConfig()
+	aggCfg.SnapshotEvery, aggCfg.Logger = 3, quiet
+	svc, err := aggregator.New(js, aggCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

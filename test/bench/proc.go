@@ -249,11 +249,10 @@ func aggregatorMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := aggregator.New(js, aggregator.Config{
-		Partitions:     partitions,
-		StreamReplicas: *replicas,
-		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	cfg := aggregator.DefaultConfig()
+	cfg.Partitions, cfg.StreamReplicas = partitions, *replicas
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := aggregator.New(js, cfg)
 	if err != nil {
 		return err
 	}
