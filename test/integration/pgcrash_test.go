@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/pgserver"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -149,7 +150,7 @@ func TestPostgresKilledDuringRebuild(t *testing.T) {
 		// try goes on.
 		for {
 			rebuild := orderctl("rebuild", "order_summary")
-			eventually(t, time.Minute, "the rebuild to project into its shadow", func() bool {
+			eventually.True(t, time.Minute, "the rebuild to project into its shadow", func() bool {
 				return rebuild.exited() || shadowOrders(t, s.db) > 0
 			})
 			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
