@@ -1,6 +1,7 @@
 # JetSource. `make test` needs nothing running: it embeds NATS and starts a
-# throwaway PostgreSQL (installing Debian's package when run as root and it
-# is missing).
+# throwaway PostgreSQL, and runs the Node.js client's tests with node (both
+# installed from Debian's packages when run as root and missing; npm ci
+# fetches the client's locked packages from npm).
 SHELL := /bin/bash
 export GOTOOLCHAIN := local
 export PATH := $(PATH):/usr/local/go/bin
