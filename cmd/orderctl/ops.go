@@ -46,6 +46,9 @@ type partitionLag struct {
 	LastEventAt   *time.Time `json:"lastEventAt,omitempty"`
 	EventsBehind  uint64     `json:"eventsBehind"`
 	SecondsBehind float64    `json:"secondsBehind"`
+	// StreamLastSequence is set when the events stream no longer holds the
+	// event at the cursor: events the projection projected are missing.
+	StreamLastSequence *uint64 `json:"eventsMissingStreamEndsAt,omitempty"`
 }
 
 func lagReports(ctx context.Context, admin *projections.Admin, names []string) ([]lagReport, error) {
@@ -60,6 +63,9 @@ func lagReports(ctx context.Context, admin *projections.Admin, names []string) (
 			p := partitionLag{Partition: l.Partition, Cursor: l.Cursor, EventsBehind: l.EventsBehind, SecondsBehind: l.SecondsBehind}
 			if !l.LastEventAt.IsZero() {
 				p.LastEventAt = &l.LastEventAt
+			}
+			if l.Loss != nil {
+				p.StreamLastSequence = &l.Loss.StreamLast
 			}
 			r.Partitions[i] = p
 			r.EventsBehind += l.EventsBehind
@@ -102,17 +108,44 @@ func cmdLag(ctx context.Context, s *session, args []string) error {
 				return err
 			}
 		}
-		return nil
+		return eventsMissing(reports)
 	}
 	w := newTable(s.stdout)
-	fmt.Fprintln(w, "PROJECTION\tPARTITION\tCURSOR\tEVENTS BEHIND\tSECONDS BEHIND\tLAST EVENT AT")
+	fmt.Fprintln(w, "PROJECTION\tPARTITION\tCURSOR\tEVENTS BEHIND\tSECONDS BEHIND\tLAST EVENT AT\tEVENTS MISSING")
 	for _, r := range reports {
 		for _, p := range r.Partitions {
-			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.1f\t%s\n", r.Projection, p.Partition, p.Cursor, p.EventsBehind, p.SecondsBehind, timeOrDash(p.LastEventAt))
+			missing := "-"
+			if p.StreamLastSequence != nil {
+				missing = fmt.Sprintf("yes: the stream ends at %d or holds another event at the cursor", *p.StreamLastSequence)
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.1f\t%s\t%s\n", r.Projection, p.Partition, p.Cursor, p.EventsBehind, p.SecondsBehind,
+				timeOrDash(p.LastEventAt), missing)
 		}
-		fmt.Fprintf(w, "%s\ttotal\t\t%d\t%.1f\t\n", r.Projection, r.EventsBehind, r.SecondsBehind)
+		fmt.Fprintf(w, "%s\ttotal\t\t%d\t%.1f\t\t\n", r.Projection, r.EventsBehind, r.SecondsBehind)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return eventsMissing(reports)
+}
+
+// eventsMissing is an error naming the projections whose cursors point at
+// events the stream no longer holds: they have stopped until rebuilt.
+func eventsMissing(reports []lagReport) error {
+	var lost []string
+	for _, r := range reports {
+		for _, p := range r.Partitions {
+			if p.StreamLastSequence != nil {
+				lost = append(lost, fmt.Sprintf("%s partition %d (cursor %d, stream ends at %d): the projection has stopped; run orderctl rebuild %s",
+					r.Projection, p.Partition, p.Cursor, *p.StreamLastSequence, r.Projection))
+				break
+			}
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", projections.ErrEventsMissing, strings.Join(lost, "; "))
 }
 
 func cmdCheckpoints(ctx context.Context, s *session, args []string) error {

@@ -235,6 +235,13 @@ func leaderLastMsg(ctx context.Context, js jetstream.JetStream, stream, subject 
 	return leaderRequest(ctx, js, stream, apiMsgGetRequest{LastFor: subject})
 }
 
+// LeaderMsg reads the message at seq of stream from the stream's leader,
+// which has every acknowledged message, unlike a replica answering a direct
+// get. It returns jetstream.ErrMsgNotFound if there is none.
+func LeaderMsg(ctx context.Context, js jetstream.JetStream, stream string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	return leaderRequest(ctx, js, stream, apiMsgGetRequest{Seq: seq})
+}
+
 // leaderRequest is the non-direct message get, answered by the stream leader.
 // jetstream.Stream.GetMsg switches to direct gets whenever the stream
 // allows them, so it cannot be used for this.

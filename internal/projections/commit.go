@@ -174,7 +174,7 @@ func (w *worker) finish(ctx context.Context, tx pgx.Tx, from, to uint64, items [
 		}
 		return err
 	})
-	b.Queue(q.advance, w.target.projection, w.partition, int64(to), lastAt, int64(from)).Exec(func(ct pgconn.CommandTag) error {
+	b.Queue(q.advance, w.target.projection, w.partition, int64(to), lastAt, int64(from), items[len(items)-1].msgID).Exec(func(ct pgconn.CommandTag) error {
 		if ct.RowsAffected() != 1 {
 			return fmt.Errorf("%w: partition %d left %d", errStale, w.partition, from)
 		}

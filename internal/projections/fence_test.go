@@ -61,7 +61,9 @@ func TestCheckpointCASStopsAStaleWriter(t *testing.T) {
 	// The other writer waits for the row lock of the batch in flight.
 	moved := make(chan error, 1)
 	go func() {
-		_, err := e.db.Exec(ctx, `UPDATE jetsource.projection_checkpoints SET last_sequence = $1
+		// It does not record the event id there: the cursor is then
+		// checked against the stream by its sequence alone.
+		_, err := e.db.Exec(ctx, `UPDATE jetsource.projection_checkpoints SET last_sequence = $1, last_event_id = ''
 			WHERE projection = 'order_summary' AND partition = $2`, claimed, p)
 		moved <- err
 	}()

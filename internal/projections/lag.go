@@ -25,6 +25,9 @@ type PartitionLag struct {
 	// when the partition is caught up: it grows while a partition is stuck
 	// even if no new events arrive.
 	SecondsBehind float64
+	// Loss is set when the events stream lacks the event at the cursor
+	// (see ErrEventsMissing): the projection has stopped.
+	Loss *LossError
 }
 
 // Lag reports every partition of a projection. Events behind come from the
@@ -46,6 +49,9 @@ func (a *Admin) Lag(ctx context.Context, projection string) ([]PartitionLag, err
 	for p := range out {
 		cp := cps[p]
 		l := PartitionLag{Projection: projection, Partition: p, Cursor: cp.LastSequence, LastEventAt: cp.LastEventAt}
+		if err := checkCursor(ctx, stream, a.js, projection, p, cp.LastSequence, cp.LastEventID); err != nil && !errors.As(err, &l.Loss) {
+			return nil, fmt.Errorf("lag of %s: %w", projection, err)
+		}
 		if l.EventsBehind, err = eventsBehind(ctx, stream, ConsumerName(a.cfg.Schema, projection, p), p, cp.LastSequence); err != nil {
 			return nil, fmt.Errorf("lag of %s partition %d: %w", projection, p, err)
 		}
@@ -90,14 +96,17 @@ func eventsBehind(ctx context.Context, stream jetstream.Stream, consumer string,
 // Checkpoint is a partition's cursor.
 type Checkpoint struct {
 	LastSequence uint64
-	LastEventAt  time.Time
-	UpdatedAt    time.Time
+	// LastEventID is the id of the event at LastSequence; empty for a
+	// cursor of 0 or one written before ids were recorded.
+	LastEventID string
+	LastEventAt time.Time
+	UpdatedAt   time.Time
 }
 
 // Checkpoints returns a projection's cursors by partition; partitions that
 // never ran have none.
 func (a *Admin) Checkpoints(ctx context.Context, projection string) (map[int]Checkpoint, error) {
-	rows, err := a.pool.Query(ctx, `SELECT partition, last_sequence, last_event_at, updated_at
+	rows, err := a.pool.Query(ctx, `SELECT partition, last_sequence, last_event_id, last_event_at, updated_at
 		FROM `+a.schema()+`.projection_checkpoints WHERE projection = $1`, projection)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints of %s: %w", projection, err)
@@ -111,7 +120,7 @@ func (a *Admin) Checkpoints(ctx context.Context, projection string) (map[int]Che
 			lastAt *time.Time
 			cp     Checkpoint
 		)
-		if err := rows.Scan(&p, &seq, &lastAt, &cp.UpdatedAt); err != nil {
+		if err := rows.Scan(&p, &seq, &cp.LastEventID, &lastAt, &cp.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("read checkpoints of %s: %w", projection, err)
 		}
 		cp.LastSequence = uint64(seq)

@@ -75,7 +75,7 @@ type stateCollector struct {
 	projection string
 	log        *slog.Logger
 
-	lagEvents, lagSeconds, cursor, deadLetters *prometheus.Desc
+	lagEvents, lagSeconds, cursor, cursorLost, deadLetters *prometheus.Desc
 }
 
 func newStateCollector(admin *Admin, projection string, log *slog.Logger) *stateCollector {
@@ -88,6 +88,10 @@ func newStateCollector(admin *Admin, projection string, log *slog.Logger) *state
 			"Age of the oldest event of the partition not projected yet; 0 when caught up.", partition, nil),
 		cursor: prometheus.NewDesc("jetsource_projection_cursor",
 			"Stream sequence of the last event the partition projected.", partition, nil),
+		cursorLost: prometheus.NewDesc("jetsource_projection_cursor_lost",
+			"1 when the events stream no longer holds the event at the partition's cursor (it ends below it, or holds another "+
+				"event there: a lost tail, a restored older backup, a recreated stream); the projection has stopped until rebuilt.",
+			partition, nil),
 		deadLetters: prometheus.NewDesc("jetsource_projection_dead_letters",
 			"Open dead letters: failed events, and events parked behind them.", []string{"projection", "status"}, nil),
 	}
@@ -97,6 +101,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lagEvents
 	ch <- c.lagSeconds
 	ch <- c.cursor
+	ch <- c.cursorLost
 	ch <- c.deadLetters
 }
 
@@ -112,6 +117,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.lagEvents, prometheus.GaugeValue, float64(l.EventsBehind), c.projection, p)
 		ch <- prometheus.MustNewConstMetric(c.lagSeconds, prometheus.GaugeValue, l.SecondsBehind, c.projection, p)
 		ch <- prometheus.MustNewConstMetric(c.cursor, prometheus.GaugeValue, float64(l.Cursor), c.projection, p)
+		lost := 0.0
+		if l.Loss != nil {
+			lost = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.cursorLost, prometheus.GaugeValue, lost, c.projection, p)
 	}
 	open, err := c.admin.OpenDeadLetters(ctx, c.projection)
 	if err != nil {

@@ -463,10 +463,11 @@ func (a *Admin) swap(ctx context.Context, lock *pgx.Conn, p Projection) error {
 			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+live+`.projection_checkpoints (projection, partition, last_sequence, last_event_at)
-		SELECT projection, partition, last_sequence, last_event_at FROM `+shadow+`.projection_checkpoints WHERE projection = $1
+	if _, err := tx.Exec(ctx, `INSERT INTO `+live+`.projection_checkpoints (projection, partition, last_sequence, last_event_id, last_event_at)
+		SELECT projection, partition, last_sequence, last_event_id, last_event_at FROM `+shadow+`.projection_checkpoints WHERE projection = $1
 		ON CONFLICT (projection, partition) DO UPDATE
-		SET last_sequence = EXCLUDED.last_sequence, last_event_at = EXCLUDED.last_event_at, updated_at = now()`, name); err != nil {
+		SET last_sequence = EXCLUDED.last_sequence, last_event_id = EXCLUDED.last_event_id,
+			last_event_at = EXCLUDED.last_event_at, updated_at = now()`, name); err != nil {
 		return fmt.Errorf("replace checkpoints: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM `+live+`.projection_checkpoints c WHERE projection = $1

@@ -30,6 +30,9 @@ type Runner struct {
 	owned     atomic.Pointer[[]int]
 	lastBeat  atomic.Int64 // unix nanoseconds of the last successful heartbeat
 	isRunning atomic.Bool
+	// loss is set while the events stream lacks an event the projection
+	// projected; the runner then projects nothing.
+	loss atomic.Pointer[LossError]
 }
 
 // NewRunner checks cfg and returns a runner. The schema must have been
@@ -53,11 +56,23 @@ func NewRunner(pool *pgxpool.Pool, js jetstream.JetStream, cfg Config) (*Runner,
 // Owned returns the partitions the replica owns now, in order.
 func (r *Runner) Owned() []int { return slices.Clone(*r.owned.Load()) }
 
-// Ready reports whether the runner is running and its lock session answered
-// a heartbeat recently.
+// Ready reports whether the runner is running, its lock session answered a
+// heartbeat recently, and no events the projection projected are missing
+// (see Loss).
 func (r *Runner) Ready() bool {
 	beat := r.lastBeat.Load()
-	return r.isRunning.Load() && beat > 0 && time.Since(time.Unix(0, beat)) < 3*r.cfg.Heartbeat
+	return r.isRunning.Load() && beat > 0 && time.Since(time.Unix(0, beat)) < 3*r.cfg.Heartbeat && r.loss.Load() == nil
+}
+
+// Loss returns a *LossError while the events stream lacks an event the
+// projection has projected: the runner has stopped every partition, and
+// goes on by itself once a rebuild has set the cursors to events the stream
+// holds. It returns nil otherwise.
+func (r *Runner) Loss() error {
+	if l := r.loss.Load(); l != nil {
+		return l
+	}
+	return nil
 }
 
 // ErrAlreadyRunning means Run was called on a runner that is running.
@@ -138,6 +153,16 @@ func (o *owner) tick(ctx context.Context) {
 		return
 	}
 	o.lastBeat.Store(time.Now().UnixNano())
+	if o.checkLoss(ctx) {
+		if len(o.held) > 0 {
+			o.halt(ctx)
+			changed = true
+		}
+		if changed {
+			o.publish()
+		}
+		return
+	}
 	share := shareOf(o.cfg.Partitions, live, o.cfg.ReplicaID)
 	if extra := len(o.held) - share; extra > 0 {
 		o.release(ctx, o.pickRelease(extra))

@@ -48,12 +48,12 @@ func newTarget(schema, projection string) target {
 		sql: targetSQL{
 			searchPath:       s,
 			ensureCheckpoint: `INSERT INTO ` + cp + ` (projection, partition) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-			readCheckpoint:   `SELECT last_sequence FROM ` + cp + ` WHERE projection = $1 AND partition = $2`,
+			readCheckpoint:   `SELECT last_sequence, last_event_id FROM ` + cp + ` WHERE projection = $1 AND partition = $2`,
 			// Row lock first: it orders the batch after a rebuild swap or an
 			// operator's retry of the same partition, and before them.
 			lockCheckpoint: `SELECT last_sequence FROM ` + cp + ` WHERE projection = $1 AND partition = $2 FOR UPDATE`,
-			advance: `UPDATE ` + cp + ` SET last_sequence = $3, last_event_at = COALESCE($4, last_event_at), updated_at = now()
-				WHERE projection = $1 AND partition = $2 AND last_sequence = $5`,
+			advance: `UPDATE ` + cp + ` SET last_sequence = $3, last_event_id = $6, last_event_at = COALESCE($4, last_event_at),
+				updated_at = now() WHERE projection = $1 AND partition = $2 AND last_sequence = $5`,
 			blockedOrders: `SELECT DISTINCT order_id FROM ` + dl + `
 				WHERE projection = $1 AND partition = $2 AND status IN ('failed', 'parked')`,
 			insertDeadLetter: `INSERT INTO ` + dl + ` (projection, partition, stream_sequence, subject, order_id,

@@ -79,11 +79,15 @@ type item struct {
 	// err says why the event cannot be decoded; it is dead-lettered
 	// without being applied.
 	err error
+	// msgID is the message's Nats-Msg-Id, the event id even when the body
+	// cannot be read; the checkpoint records it (see checkCursor).
+	msgID string
 }
 
 // run consumes the partition until stop is canceled (it finishes the batch
 // in hand first) or kill is (it abandons it). It returns errLostLock if the
-// replica lost the partition; on anything else it restarts the partition
+// replica lost the partition, and a *LossError if the events stream lacks
+// events the partition projected; on anything else it restarts the partition
 // from its cursor, at once the first time and then with a growing pause,
 // so a restart loop cannot hammer NATS and Postgres.
 func (w *worker) run(stop, kill context.Context) error {
@@ -97,7 +101,7 @@ func (w *worker) run(stop, kill context.Context) error {
 		switch {
 		case stop.Err() != nil || kill.Err() != nil:
 			return nil
-		case errors.Is(err, errLostLock):
+		case errors.Is(err, errLostLock), errors.Is(err, ErrEventsMissing):
 			return err
 		case errors.Is(err, errStale), errors.Is(err, errDelivery):
 			w.log.Info("restarting partition from its checkpoint", "partition", w.partition, "reason", err, "after", delay)
@@ -116,7 +120,7 @@ func (w *worker) run(stop, kill context.Context) error {
 // session loads the cursor, points the consumer at the event after it and
 // projects batches until stop, or until something forces a restart.
 func (w *worker) session(stop, kill context.Context) error {
-	cursor, err := w.loadCursor(kill)
+	cursor, eventID, err := w.loadCursor(kill)
 	if err != nil {
 		return err
 	}
@@ -126,6 +130,10 @@ func (w *worker) session(stop, kill context.Context) error {
 	stream, err := w.js.Stream(kill, contract.EventsStream)
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", contract.EventsStream, err)
+	}
+	// Consuming from cursor+1 of a stream that lost events would skip them.
+	if err := checkCursor(kill, stream, w.js, w.target.projection, w.partition, cursor, eventID); err != nil {
+		return err
 	}
 	name := w.consumerName(w.partition)
 	cons, err := stream.CreateOrUpdateConsumer(kill, jetstream.ConsumerConfig{
@@ -295,7 +303,9 @@ func (w *worker) receive(stop context.Context, cons jetstream.Consumer, msgs jet
 
 // decode reads an event; what cannot be read is kept for the dead letters.
 func (w *worker) decode(m jetstream.Msg, seq uint64) item {
-	return decodeItem(m.Subject(), seq, m.Data())
+	it := decodeItem(m.Subject(), seq, m.Data())
+	it.msgID = m.Headers().Get(jetstream.MsgIDHeader)
+	return it
 }
 
 // decodeItem reads a stored event. An event that cannot be read gets err
@@ -326,16 +336,20 @@ func decodeItem(subject string, seq uint64, body []byte) item {
 	return it
 }
 
-func (w *worker) loadCursor(ctx context.Context) (uint64, error) {
+// loadCursor returns the partition's cursor and the id of the event there.
+func (w *worker) loadCursor(ctx context.Context) (uint64, string, error) {
 	q := w.target.sql
 	if _, err := w.pool.Exec(ctx, q.ensureCheckpoint, w.target.projection, w.partition); err != nil {
-		return 0, fmt.Errorf("create checkpoint of partition %d: %w", w.partition, err)
+		return 0, "", fmt.Errorf("create checkpoint of partition %d: %w", w.partition, err)
 	}
-	var cursor int64
-	if err := w.pool.QueryRow(ctx, q.readCheckpoint, w.target.projection, w.partition).Scan(&cursor); err != nil {
-		return 0, fmt.Errorf("read checkpoint of partition %d: %w", w.partition, err)
+	var (
+		cursor int64
+		id     string
+	)
+	if err := w.pool.QueryRow(ctx, q.readCheckpoint, w.target.projection, w.partition).Scan(&cursor, &id); err != nil {
+		return 0, "", fmt.Errorf("read checkpoint of partition %d: %w", w.partition, err)
 	}
-	return uint64(cursor), nil
+	return uint64(cursor), id, nil
 }
 
 // checkOwner verifies, before the worker touches the shared consumer, that

@@ -192,6 +192,9 @@ func (m *Main) readiness(js jetstream.JetStream, runner *projections.Runner) ops
 		if err := es.RequireStreams(ctx, js, m.cfg.Runner.Partitions); err != nil {
 			return err
 		}
+		if err := runner.Loss(); err != nil {
+			return err
+		}
 		if !runner.Ready() {
 			return errors.New("projection runner not running or its lock session is not answering")
 		}

@@ -135,6 +135,10 @@ func (f faultSummary) String() string {
 		counts = append(counts, fmt.Sprintf("%s×%d", name, n))
 	}
 	slices.Sort(counts)
+	replay := ""
+	if f.seed != 0 {
+		replay = fmt.Sprintf(" (seed %d; replay with JETSOURCE_CHAOS_SEED=%d)", f.seed, f.seed)
+	}
 	read := "not checked"
 	if f.readModels {
 		read = "equal to a fresh projection of the events (order_summary, order_history, sales_daily)"
@@ -142,11 +146,11 @@ func (f faultSummary) String() string {
 	out := fmt.Sprintf(`fault: %s
   injected     %s; faults: %d %v
   durability   %s
-  commands     %d over %d orders (seed %d; replay with JETSOURCE_CHAOS_SEED=%d)
+  commands     %d over %d orders%s
   outcomes     %d accepted, %d rejected, %d not as intended
   events       %d stored; %d lost, %d doubled, %d reordered
   read models  %s
-`, f.kind, f.injection, len(f.faults), counts, f.fsync, f.v.commands, f.orders, f.seed, f.seed,
+`, f.kind, f.injection, len(f.faults), counts, f.fsync, f.v.commands, f.orders, replay,
 		f.v.accepted, f.v.rejected, f.v.wrong, f.v.events, f.v.lost, f.v.doubled, f.v.reordered, read)
 	if f.extra != "" {
 		out += "  " + f.extra + "\n"
