@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -53,7 +54,7 @@ func TestLostEventsStopTheProjectionUntilRebuilt(t *testing.T) {
 
 	r := e.start(t, "second", projections.Config{Projection: readmodel.OrderSummary{}})
 	var loss *projections.LossError
-	waitFor(t, 20*time.Second, "the runner to report the loss", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "the runner to report the loss", func() (bool, string) {
 		return errors.As(r.Loss(), &loss), fmt.Sprint(r.Loss())
 	})
 	if !errors.Is(r.Loss(), projections.ErrEventsMissing) || r.Ready() || len(r.Owned()) != 0 ||
@@ -82,7 +83,7 @@ func TestLostEventsStopTheProjectionUntilRebuilt(t *testing.T) {
 	if _, err := e.admin.Rebuild(ctx, readmodel.OrderSummary{}, projections.RebuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the runner to go on after the rebuild", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "the runner to go on after the rebuild", func() (bool, string) {
 		return r.Loss() == nil && r.Ready() && len(r.Owned()) == natstest.Partitions, fmt.Sprint(r.Loss(), r.Owned())
 	})
 	more := g.scripts("c", 10)

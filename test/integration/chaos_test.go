@@ -78,14 +78,14 @@ func TestChaos(t *testing.T) {
 		acquiredBeforeKills int
 	)
 	for k := range cfg.kills {
-		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
+		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond) // the kill schedule
 		name := names[rng.IntN(len(names))]
 		if k == 0 {
 			acquiredBeforeKills = s.countLog("partition acquired")
 		}
 		s.process(name).kill()
 		kills = append(kills, name)
-		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond) // the kill schedule: the process stays down
 		s.restart(name)
 	}
 	if err := <-published; err != nil {

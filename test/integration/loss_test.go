@@ -11,6 +11,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -60,7 +61,7 @@ func TestLostEventsStopTheProjector(t *testing.T) {
 	}
 	s.results(after, time.Minute)
 
-	eventually(t, 30*time.Second, "/readyz to name the loss", func() bool {
+	eventually.True(t, 30*time.Second, "/readyz to name the loss", func() bool {
 		code, body := httpGet(base + "/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "events are missing")
 	})
@@ -93,7 +94,7 @@ func TestLostEventsStopTheProjector(t *testing.T) {
 			t.Fatalf("orderctl rebuild %s: exit %d\n%s", name, rebuild.cmd.ProcessState.ExitCode(), rebuild.out.String())
 		}
 	}
-	eventually(t, 30*time.Second, "/readyz to recover", func() bool {
+	eventually.True(t, 30*time.Second, "/readyz to recover", func() bool {
 		code, _ := httpGet(base + "/readyz")
 		return code == http.StatusOK
 	})

@@ -53,7 +53,7 @@ func (c *crashablePostgres) crash(pause time.Duration) {
 	if err := c.pg.Kill(); err != nil {
 		c.t.Fatal(err)
 	}
-	time.Sleep(pause)
+	time.Sleep(pause) // the outage, part of the fault schedule
 	pg, err := pgserver.Start(context.Background(), pgserver.Config{Dir: c.dir, Port: c.pg.Port()})
 	if err != nil {
 		c.t.Fatal(err)
@@ -91,7 +91,7 @@ func TestPostgresKilledDuringProjection(t *testing.T) {
 		published := make(chan error, 1)
 		go func() { published <- s.publish(context.Background(), part, 20*time.Millisecond) }()
 		if k < cfg.kills {
-			time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
+			time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond) // the kill schedule
 			before := cursors(t, db)
 			pg.crash(time.Duration(rng.IntN(1000)) * time.Millisecond)
 			for key, after := range cursors(t, db) {
@@ -153,7 +153,7 @@ func TestPostgresKilledDuringRebuild(t *testing.T) {
 			eventually.True(t, time.Minute, "the rebuild to project into its shadow", func() bool {
 				return rebuild.exited() || shadowOrders(t, s.db) > 0
 			})
-			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond) // the kill schedule: a random point of the rebuild
 			pg.crash(time.Duration(rng.IntN(1000)) * time.Millisecond)
 			<-rebuild.done
 			if rebuild.cmd.ProcessState.ExitCode() != 0 {

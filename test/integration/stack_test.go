@@ -19,6 +19,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections"
@@ -123,7 +124,7 @@ func (s *stack) startNATS() {
 // data after pause.
 func (s *stack) restartNATS(pause time.Duration) {
 	s.nats.Shutdown()
-	time.Sleep(pause)
+	time.Sleep(pause) // the outage, part of the fault
 	s.startNATS()
 }
 
@@ -184,10 +185,10 @@ func (s *stack) publish(ctx context.Context, cmds []workload.Command, pace time.
 			if ctx.Err() != nil {
 				return fmt.Errorf("publish %s: %w", c.ID, err)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // a client's retry pause while NATS is away
 		}
 		if pace > 0 && i%50 == 49 {
-			time.Sleep(pace)
+			time.Sleep(pace) // paces the load
 		}
 	}
 	return nil
@@ -200,17 +201,11 @@ func (s *stack) results(cmds []workload.Command, within time.Duration) map[strin
 	out := make(map[string]contract.Result, len(cmds))
 	deadline := time.Now().Add(within)
 	for _, c := range cmds {
-		for {
+		eventually.Holds(s.t, time.Until(deadline), "the result of "+c.ID, func() (bool, string) {
 			r, ok, err := s.lookup(ctx, c.ID)
-			if ok {
-				out[c.ID] = r
-				break
-			}
-			if time.Now().After(deadline) {
-				s.t.Fatalf("command %s has no result after %s (last error %v)", c.ID, within, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			out[c.ID] = r
+			return ok, fmt.Sprint(err)
+		})
 	}
 	return out
 }
@@ -261,7 +256,7 @@ func (s *stack) caughtUp(pool *pgxpool.Pool, schema string, names []string, with
 	}
 	deadline := time.Now().Add(within)
 	for _, name := range names {
-		for {
+		eventually.Holds(s.t, time.Until(deadline), schema+"."+name+" to catch up", func() (bool, string) {
 			cps, err := admin.Checkpoints(ctx, name)
 			behind := []int{}
 			for p, seq := range want {
@@ -269,14 +264,8 @@ func (s *stack) caughtUp(pool *pgxpool.Pool, schema string, names []string, with
 					behind = append(behind, p)
 				}
 			}
-			if len(behind) == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				s.t.Fatalf("%s.%s has not caught up within %s: partitions %v behind (%v)", schema, name, within, behind, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return len(behind) == 0, fmt.Sprintf("partitions %v behind (%v)", behind, err)
+		})
 	}
 }
 

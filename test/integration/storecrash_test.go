@@ -85,7 +85,7 @@ type natsFaults struct {
 // pause waits a random time up to maxMillis: the faults land at seeded,
 // varied points of the load.
 func (f *natsFaults) pause(maxMillis int) {
-	time.Sleep(time.Duration(f.rng.IntN(maxMillis)) * time.Millisecond)
+	time.Sleep(time.Duration(f.rng.IntN(maxMillis)) * time.Millisecond) // the fault schedule
 }
 
 // runNATSFaults runs two aggregators and three projectors over a NATS
