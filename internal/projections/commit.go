@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/jetsource/jetsource/contract"
 )
 
@@ -56,7 +57,7 @@ func (w *worker) commitBatch(ctx context.Context, from, to uint64, items []item,
 		}
 	}
 	if len(apply) > 0 {
-		if err := w.projection.Apply(ctx, tx, apply); err != nil {
+		if err := w.projection.Apply(ctx, statements{tx}, apply); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -123,7 +124,7 @@ func applyOne(ctx context.Context, tx pgx.Tx, p Projection, e contract.Event, at
 		if err != nil {
 			return n, fmt.Errorf("savepoint: %w", err)
 		}
-		last = p.Apply(ctx, sp, []contract.Event{e})
+		last = p.Apply(ctx, statements{sp}, []contract.Event{e})
 		if last == nil {
 			if err := sp.Commit(ctx); err != nil {
 				return n, fmt.Errorf("release savepoint: %w", err)

@@ -273,7 +273,7 @@ type hook struct {
 	before, after func(ctx context.Context, events []contract.Event) error
 }
 
-func (h hook) Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error {
+func (h hook) Apply(ctx context.Context, tx projections.Tx, events []contract.Event) error {
 	if h.before != nil {
 		if err := h.before(ctx, events); err != nil {
 			return err

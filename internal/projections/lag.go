@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/contract"
 )
 
 // PartitionLag is how far one partition of a projection is behind the

@@ -12,6 +12,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
@@ -23,7 +24,7 @@ import (
 // order continue, without gaps, from the last one Apply was given for that
 // order (the runner holds later events of an order back while an earlier one
 // is dead-lettered). Apply writes through tx only, using table names without
-// a schema: the runner points search_path at the live schema, or at a
+// a schema, and cannot commit or roll back (Tx): the runner points search_path at the live schema, or at a
 // rebuild's shadow schema. It must be deterministic (no now(), no random
 // ids), so that a rebuild produces the same rows, and keep no state between
 // calls. An error rolls back everything Apply wrote; the runner then
@@ -35,7 +36,42 @@ type Projection interface {
 	// Tables lists the tables the projection owns, without a schema. A
 	// rebuild creates fresh copies of exactly these and swaps them in.
 	Tables() []string
-	Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error
+	Apply(ctx context.Context, tx Tx, events []contract.Event) error
+}
+
+// Tx is what a projection may do in the runner's transaction: statements,
+// batches and copies. It has no Commit or Rollback: the runner commits the
+// rows together with the cursor and the dead letters, or none of them.
+type Tx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error)
+}
+
+// statements is the runner's transaction as a projection sees it: a type
+// assertion cannot get the pgx.Tx back.
+type statements struct{ tx pgx.Tx }
+
+func (s statements) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return s.tx.Exec(ctx, sql, args...)
+}
+
+func (s statements) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return s.tx.Query(ctx, sql, args...)
+}
+
+func (s statements) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return s.tx.QueryRow(ctx, sql, args...)
+}
+
+func (s statements) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return s.tx.SendBatch(ctx, b)
+}
+
+func (s statements) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error) {
+	return s.tx.CopyFrom(ctx, table, columns, rows)
 }
 
 // maxProjectionName keeps derived names (shadow schema, consumer names,

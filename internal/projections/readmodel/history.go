@@ -6,7 +6,9 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/projections"
 )
 
 // OrderHistory keeps the audit trail: one row per event in order_history,
@@ -21,7 +23,7 @@ func (OrderHistory) Tables() []string { return []string{"order_history"} }
 
 // Apply copies the batch's events in. An event already recorded breaks the
 // unique keys and fails the batch: the runner's cursor should have skipped it.
-func (OrderHistory) Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error {
+func (OrderHistory) Apply(ctx context.Context, tx projections.Tx, events []contract.Event) error {
 	evs, err := parse(events)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/order"
+	"github.com/jetsource/jetsource/internal/projections"
 )
 
 // OrderSummary keeps one row per order (status, totals, lifecycle
@@ -39,7 +40,7 @@ type summary struct {
 
 // Apply loads the rows of the batch's orders, folds every event into them
 // in memory and writes each changed order and line once.
-func (OrderSummary) Apply(ctx context.Context, tx pgx.Tx, events []contract.Event) error {
+func (OrderSummary) Apply(ctx context.Context, tx projections.Tx, events []contract.Event) error {
 	evs, err := parse(events)
 	if err != nil {
 		return err
@@ -110,7 +111,7 @@ func (s *summary) touch(productID string) {
 	s.lines[productID] = true
 }
 
-func loadSummaries(ctx context.Context, tx pgx.Tx, ids []string, rows map[string]*summary) error {
+func loadSummaries(ctx context.Context, tx projections.Tx, ids []string, rows map[string]*summary) error {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT id, customer_id, currency, status, total_cents, payment_id, paid_cents, payment_method,
 		tracking_number, carrier, cancel_reason, created_at, submitted_at, paid_at, shipped_at, delivered_at,
@@ -160,7 +161,7 @@ func loadSummaries(ctx context.Context, tx pgx.Tx, ids []string, rows map[string
 	return nil
 }
 
-func writeSummaries(ctx context.Context, tx pgx.Tx, ids []string, rows map[string]*summary) error {
+func writeSummaries(ctx context.Context, tx projections.Tx, ids []string, rows map[string]*summary) error {
 	n := len(ids)
 	var (
 		id, customer, currency, status           = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
