@@ -36,6 +36,8 @@ type coordinator struct {
 	self       string
 	partitions int
 	ttl, tick  time.Duration
+	// clock measures tenures (see tenure).
+	clock monotonic
 	// run handles one partition until its context ends or its tenure does.
 	run func(ctx context.Context, partition int, t *tenure)
 	log *slog.Logger
@@ -59,20 +61,49 @@ type lease struct {
 	done chan struct{}
 }
 
-// tenure is how long this replica may still act on a partition: until the
-// TTL runs out after the start of its last successful lease renewal, less a
-// margin. Another replica can take the partition only after the lease
-// expires, so a worker that stops at the end of its tenure never overlaps
-// the next owner, even when its renewals fail silently.
-type tenure struct{ until atomic.Int64 } // unix nanoseconds
+// monotonic reads a clock that only moves forward, at the rate of real
+// time: the time since some origin on Go's monotonic clock, which neither
+// NTP nor an operator steps, unlike the wall clock.
+type monotonic func() time.Duration
 
-func (t *tenure) extend(to time.Time) { t.until.Store(to.UnixNano()) }
+// systemClock is the process's monotonic clock.
+func systemClock() monotonic {
+	origin := time.Now()
+	return func() time.Duration { return time.Since(origin) }
+}
 
-// deadline is when the tenure ends.
-func (t *tenure) deadline() time.Time { return time.Unix(0, t.until.Load()) }
+// tenure is how long this replica may still act on a partition, on its
+// monotonic clock: until TTL − margin after the start of its last
+// successful lease renewal, the margin being one tick (TTL/5).
+//
+// The lease expires at the NATS server TTL after the server stored the
+// renewal, by the server's clock. The server stores it after the replica
+// sent it, so on a correct server clock the lease outlives the tenure by
+// the margin plus the request's delay. The margin absorbs what the
+// server's clock can do wrong meanwhile: run fast (by margin/TTL, 20%),
+// step forward, or, after the lease bucket's leader moves, be another
+// host's clock ahead of the first. All together they must stay under the
+// margin (1 s at the default TTL of 5 s; NTP keeps hosts within
+// milliseconds). Within it, a worker that stops at the end of its tenure
+// never overlaps the next owner, even when its renewals fail silently;
+// beyond it, two owners may overlap, and the conditional append still
+// keeps every order's events exact.
+type tenure struct {
+	clock monotonic
+	until atomic.Int64 // on clock
+}
+
+func (t *tenure) extend(to time.Duration) { t.until.Store(int64(to)) }
+
+// left is how much of the tenure remains; negative once it ended.
+func (t *tenure) left() time.Duration { return time.Duration(t.until.Load()) - t.clock() }
+
+// deadline is when the tenure ends, as a time whose monotonic reading
+// contexts and timers use.
+func (t *tenure) deadline() time.Time { return time.Now().Add(t.left()) }
 
 // valid reports whether the tenure has not ended yet.
-func (t *tenure) valid() bool { return time.Now().Before(t.deadline()) }
+func (t *tenure) valid() bool { return t.left() > 0 }
 
 // LeaseBucketConfig is the lease bucket of replicas with the given lease
 // TTL: it keeps keys for ttl; limit markers make watchers see expiries as
@@ -234,7 +265,7 @@ func (c *coordinator) rebalance(ctx context.Context) {
 func (c *coordinator) renew(ctx context.Context, p int, l *lease) bool {
 	op, cancel := context.WithTimeout(ctx, c.tick)
 	defer cancel()
-	started := time.Now()
+	started := c.clock()
 	rev, err := c.kv.Update(op, leaseKey(p), []byte(c.self), l.revision)
 	if err != nil {
 		c.log.Warn("partition lease lost; stopping the partition", "partition", p, "error", err)
@@ -244,7 +275,7 @@ func (c *coordinator) renew(ctx context.Context, p int, l *lease) bool {
 		return false
 	}
 	l.revision = rev
-	l.tenure.extend(started.Add(c.ttl - c.tick))
+	l.tenure.extend(started + c.ttl - c.tick)
 	return true
 }
 
@@ -269,7 +300,7 @@ func (c *coordinator) acquire(ctx context.Context, p int) {
 	}
 	op, cancel := context.WithTimeout(ctx, c.tick)
 	defer cancel()
-	started := time.Now()
+	started := c.clock()
 	rev, err := c.kv.Create(op, leaseKey(p), []byte(c.self))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		rev, err = c.reclaim(op, p)
@@ -281,8 +312,8 @@ func (c *coordinator) acquire(ctx context.Context, p int) {
 		return
 	}
 	workCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	l := &lease{revision: rev, tenure: &tenure{}, cancel: stop, done: make(chan struct{})}
-	l.tenure.extend(started.Add(c.ttl - c.tick))
+	l := &lease{revision: rev, tenure: &tenure{clock: c.clock}, cancel: stop, done: make(chan struct{})}
+	l.tenure.extend(started + c.ttl - c.tick)
 	c.owned[p] = l
 	c.log.Info("partition acquired", "partition", p)
 	c.wg.Go(func() {

@@ -167,6 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 		partitions: s.cfg.Partitions,
 		ttl:        s.cfg.LeaseTTL,
 		tick:       s.cfg.LeaseTTL / 5,
+		clock:      systemClock(),
 		run:        s.runPartition,
 		log:        s.cfg.Logger,
 		members:    map[string]time.Time{},

@@ -22,6 +22,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The test binary started again as a pinned consumer client (see
+	// TestPinnedClientFrozenWithMessagesInHand).
+	if url := os.Getenv(pinnedClientEnv); url != "" {
+		os.Exit(pinnedClientMain(url))
+	}
 	os.Exit(testMain(m))
 }
 

@@ -30,17 +30,24 @@ func startWith(t *testing.T, binary string, args []string, env ...string) *proce
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, binary), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	return startCmd(t, binary, cmd)
+}
+
+// startCmd starts cmd, named name in the test's log, and kills it when the
+// test ends.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *process {
+	t.Helper()
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", binary, err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	p := &process{t: t, cmd: cmd, out: out, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("%s output:\n%s", binary, out.String())
+			t.Logf("%s output:\n%s", name, out.String())
 		}
 	})
 	return p
@@ -66,6 +73,13 @@ func (p *process) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 }
+
+// freeze stops the process with SIGSTOP: it keeps its connections and
+// its state, and does nothing until thaw.
+func (p *process) freeze() { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// thaw lets a frozen process go on with SIGCONT.
+func (p *process) thaw() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
 
 // terminate sends SIGTERM and waits for a clean exit.
 func (p *process) terminate(within time.Duration) {
