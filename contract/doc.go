@@ -1,4 +1,4 @@
-// Package contract is JetSource's wire contract (DESIGN sections 3 and 4):
+// Package contract is JetSource's wire contract (docs/contract.md):
 // stream names, subjects and the partition function, header names, id
 // rules, and the JSON of command, event and result messages with their
 // data types.

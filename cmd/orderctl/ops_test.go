@@ -63,7 +63,7 @@ func mustRun(t *testing.T, want int, args ...string) (stdout, stderr string) {
 func (e *opsEnv) appendRaw(t *testing.T, orderID string, events ...order.Event) {
 	t.Helper()
 	ctx := context.Background()
-	last, err := e.store.LastSequence(ctx, orderID)
+	last, err := e.store.LeaderLastSequence(ctx, orderID)
 	if err != nil {
 		t.Fatal(err)
 	}

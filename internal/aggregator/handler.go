@@ -122,7 +122,7 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 			if verified {
 				return rejected(in, err), nil
 			}
-			last, lerr := h.store.LastSequence(ctx, orderID)
+			last, lerr := h.store.LeaderLastSequence(ctx, orderID)
 			if lerr != nil {
 				return outcome{}, lerr
 			}
@@ -273,7 +273,7 @@ var (
 	errInternal = errors.New("internal error")
 )
 
-// ErrorCode maps an error to its wire code (DESIGN section 4). It is the
+// ErrorCode maps an error to its wire code (docs/contract.md, "Results"). It is the
 // only place domain errors meet the wire.
 func ErrorCode(err error) contract.Code {
 	switch {

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/backoff"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
@@ -174,7 +175,7 @@ func (s *Service) Run(ctx context.Context) error {
 		owned:      map[int]*lease{},
 		stopping:   map[int]<-chan struct{}{},
 	}
-	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
+	pause := backoff.New(250*time.Millisecond, 5*time.Second)
 	for {
 		kv, err := s.js.CreateOrUpdateKeyValue(ctx, LeaseBucketConfig(s.cfg.LeaseTTL, s.cfg.StreamReplicas))
 		if err == nil {
@@ -187,7 +188,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		}
 		s.cfg.Logger.Warn("partition coordination failed; restarting it", "error", err)
-		if !backoff.wait(ctx) {
+		if !pause.Wait(ctx) {
 			return nil
 		}
 	}
@@ -228,7 +229,7 @@ func (s *Service) runPartition(ctx context.Context, partition int, t *tenure) {
 	// Another process may have written this partition's orders while we
 	// did not own it.
 	s.repo.ForgetPartition(partition)
-	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	pause := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		err := s.consume(ctx, partition, t, log)
 		if ctx.Err() != nil {
@@ -239,7 +240,7 @@ func (s *Service) runPartition(ctx context.Context, partition int, t *tenure) {
 			return
 		}
 		log.Warn("partition consumer stopped; restarting", "error", err)
-		if !backoff.wait(ctx) {
+		if !pause.Wait(ctx) {
 			return
 		}
 	}
@@ -341,7 +342,7 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
 			attribute.Int64("messaging.jetstream.stream_sequence", int64(meta.Sequence.Stream))))
 	defer span.End()
-	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
+	pause := backoff.New(50*time.Millisecond, 2*time.Second)
 	var (
 		out outcome
 		err error
@@ -361,7 +362,7 @@ func (s *Service) process(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 			break
 		}
 		log.Warn("command not handled yet; retrying", "subject", msg.Subject(), "stream_sequence", meta.Sequence.Stream, "error", err)
-		if !backoff.wait(ctx) {
+		if !pause.Wait(ctx) {
 			return ctx.Err()
 		}
 		// Keep JetStream from redelivering it while we retry.

@@ -83,7 +83,7 @@ func (r *Repository[S]) Reload(ctx context.Context, aggregateID string) (Loaded[
 	if err != nil {
 		return Loaded[S]{}, err
 	}
-	last, err := r.store.LastSequence(ctx, aggregateID)
+	last, err := r.store.LeaderLastSequence(ctx, aggregateID)
 	if err != nil {
 		return Loaded[S]{}, err
 	}
@@ -104,7 +104,7 @@ func (r *Repository[S]) loadCold(ctx context.Context, aggregateID string) (Loade
 	l := Loaded[S]{State: r.fold.Zero(aggregateID)}
 	// One direct get of the newest event answers the commonest cold load,
 	// a new aggregate, and tells whether a snapshot is current.
-	last, err := r.store.lastSequence(ctx, aggregateID)
+	last, err := r.store.directLastSequence(ctx, aggregateID)
 	if err != nil || last == 0 {
 		return l, err
 	}

@@ -117,7 +117,7 @@ func appendError(aggregateID string, err error) error {
 // upcast to the current schema versions. It uses direct batch gets; on a
 // replicated stream a follower may answer, so right after a write the
 // newest events can be missing: callers that must see them compare with
-// LastSequence.
+// LeaderLastSequence.
 func (s *Store) Read(ctx context.Context, aggregateID string, afterSeq uint64) ([]contract.Event, error) {
 	subject := contract.EventSubject(aggregateID, s.partitions)
 	var events []contract.Event
@@ -163,10 +163,10 @@ func (s *Store) decode(m *jetstream.RawStreamMsg) (contract.Event, error) {
 	return e, nil
 }
 
-// LastSequence asks the stream leader for the sequence of the aggregate's
+// LeaderLastSequence asks the stream leader for the sequence of the aggregate's
 // newest event (0 if it has none). Unlike direct gets, the leader's answer
 // includes every acknowledged write.
-func (s *Store) LastSequence(ctx context.Context, aggregateID string) (uint64, error) {
+func (s *Store) LeaderLastSequence(ctx context.Context, aggregateID string) (uint64, error) {
 	m, err := leaderLastMsg(ctx, s.js, contract.EventsStream, contract.EventSubject(aggregateID, s.partitions))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
@@ -177,9 +177,10 @@ func (s *Store) LastSequence(ctx context.Context, aggregateID string) (uint64, e
 	return m.Sequence, nil
 }
 
-// lastSequence is the sequence of the aggregate's newest event by direct
-// get: cheap, but on a replicated stream possibly behind LastSequence.
-func (s *Store) lastSequence(ctx context.Context, aggregateID string) (uint64, error) {
+// directLastSequence is the sequence of the aggregate's newest event by
+// direct get: cheap, but on a replicated stream possibly behind
+// LeaderLastSequence.
+func (s *Store) directLastSequence(ctx context.Context, aggregateID string) (uint64, error) {
 	m, err := directLastMsg(ctx, s.js, contract.EventsStream, contract.EventSubject(aggregateID, s.partitions))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil

@@ -57,10 +57,10 @@ func TestAppendChecksTheExpectedSequence(t *testing.T) {
 	if len(events) != 2 || events[0].Sequence != seq1 || events[1].Sequence != seq2 || events[1].Type != "OrderSubmitted" {
 		t.Fatalf("read back %+v", events)
 	}
-	if last, err := store.LastSequence(ctx, "ord-1"); err != nil || last != seq2 {
-		t.Fatalf("LastSequence = %d, %v; want %d", last, err, seq2)
+	if last, err := store.LeaderLastSequence(ctx, "ord-1"); err != nil || last != seq2 {
+		t.Fatalf("LeaderLastSequence = %d, %v; want %d", last, err, seq2)
 	}
-	if last, err := store.LastSequence(ctx, "nobody"); err != nil || last != 0 {
+	if last, err := store.LeaderLastSequence(ctx, "nobody"); err != nil || last != 0 {
 		t.Fatalf("LastSequence of an empty subject = %d, %v", last, err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of the order domain (DESIGN section 5).
+// Limits of the order domain (docs/contract.md, "Commands").
 const (
 	MaxItems      = 500       // distinct products per order
 	MaxQuantity   = 1_000_000 // units of one product per order

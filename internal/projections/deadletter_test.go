@@ -51,7 +51,7 @@ func TestPoisonEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	}
 	// The store's expected-sequence check refuses a first event after the
 	// bad message, so the feeder starts from that subject's head.
-	seq, err := e.store.LastSequence(ctx, bad)
+	seq, err := e.store.LeaderLastSequence(ctx, bad)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,59 +133,90 @@ func (a *Admin) resolve(ctx context.Context, p Projection, id int64, retry bool)
 	if err := checkProjection(p); err != nil {
 		return Resolution{}, err
 	}
-	t := newTarget(a.cfg.Schema, p.Name())
-	dl := a.schema() + ".projection_dead_letters"
 	tx, err := a.pool.Begin(ctx)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
 	}
 	defer rollback(ctx, tx)
+	orderID, letters, err := a.lockOrderLetters(ctx, tx, p, id)
+	if err != nil {
+		return Resolution{}, err
+	}
+	res, failed, failure, err := a.replay(ctx, tx, p, letters, retry)
+	if err != nil {
+		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
+	}
+	if failure != nil {
+		return res, fmt.Errorf("%w: dead letter %d, event at sequence %d of order %s: %v",
+			ErrStillFailing, failed.ID, failed.StreamSequence, orderID, failure)
+	}
+	a.cfg.Logger.Info("dead letter resolved", "projection", p.Name(), "id", id, "retry", retry,
+		"order", orderID, "applied", res.Applied)
+	return res, nil
+}
 
+// lockOrderLetters locks the partition of dead letter id and returns its
+// order and the order's open letters, failed one first, locked; id must
+// be that failed letter. It points the transaction's search_path at the
+// projection's tables.
+func (a *Admin) lockOrderLetters(ctx context.Context, tx pgx.Tx, p Projection, id int64) (string, []DeadLetter, error) {
+	t := newTarget(a.cfg.Schema, p.Name())
+	dl := a.schema() + ".projection_dead_letters"
 	var (
 		partition int
 		orderID   string
 	)
-	err = tx.QueryRow(ctx, `SELECT partition, order_id FROM `+dl+` WHERE id = $1 AND projection = $2`, id, p.Name()).
+	err := tx.QueryRow(ctx, `SELECT partition, order_id FROM `+dl+` WHERE id = $1 AND projection = $2`, id, p.Name()).
 		Scan(&partition, &orderID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Resolution{}, fmt.Errorf("%w: %d of %s", ErrDeadLetterNotFound, id, p.Name())
+		return "", nil, fmt.Errorf("%w: %d of %s", ErrDeadLetterNotFound, id, p.Name())
 	}
 	if err != nil {
-		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
+		return "", nil, fmt.Errorf("resolve dead letter %d: %w", id, err)
 	}
 	// The checkpoint row lock orders this after the partition's batch in
 	// flight, and the runner's next batch after this: it then sees the
 	// order unblocked, and no event of the order can slip in between.
 	if _, err := tx.Exec(ctx, t.sql.lockCheckpoint, p.Name(), partition); err != nil {
-		return Resolution{}, fmt.Errorf("resolve dead letter %d: lock partition %d: %w", id, partition, err)
+		return "", nil, fmt.Errorf("resolve dead letter %d: lock partition %d: %w", id, partition, err)
 	}
 	rows, err := tx.Query(ctx, `SELECT `+deadLetterColumns+` FROM `+dl+`
 		WHERE projection = $1 AND order_id = $2 AND status IN ('failed', 'parked')
 		ORDER BY stream_sequence FOR UPDATE`, p.Name(), orderID)
 	if err != nil {
-		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
+		return "", nil, fmt.Errorf("resolve dead letter %d: %w", id, err)
 	}
 	letters, err := pgx.CollectRows(rows, scanDeadLetter)
 	if err != nil {
-		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
+		return "", nil, fmt.Errorf("resolve dead letter %d: %w", id, err)
 	}
 	if len(letters) == 0 || letters[0].ID != id || letters[0].Status != StatusFailed {
-		return Resolution{}, fmt.Errorf("%w: %d", ErrNotFailed, id)
+		return "", nil, fmt.Errorf("%w: %d", ErrNotFailed, id)
 	}
 	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", t.sql.searchPath); err != nil {
-		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
+		return "", nil, fmt.Errorf("resolve dead letter %d: %w", id, err)
 	}
+	return orderID, letters, nil
+}
 
+// replay skips (retry false) or applies the failed letter, then applies
+// the parked ones in order, each in a savepoint, and records each letter's
+// new status. It stops at the first event that fails again: that letter
+// is failed (with the projection's error, failure) and the rest stay
+// parked. err is a broken transaction.
+func (a *Admin) replay(ctx context.Context, tx pgx.Tx, p Projection, letters []DeadLetter, retry bool) (res Resolution, failed DeadLetter, failure, err error) {
 	setStatus := func(l DeadLetter, status DeadLetterStatus, attempts int, msg string) error {
-		_, err := tx.Exec(ctx, `UPDATE `+dl+` SET status = $2, attempts = $3, error = $4, updated_at = now() WHERE id = $1`,
+		_, err := tx.Exec(ctx, `UPDATE `+a.schema()+`.projection_dead_letters SET status = $2, attempts = $3, error = $4, updated_at = now() WHERE id = $1`,
 			l.ID, string(status), attempts, msg)
 		return err
 	}
-	var res Resolution
 	for i, l := range letters {
 		if i == 0 && !retry {
 			if err := setStatus(l, StatusSkipped, l.Attempts, l.Error); err != nil {
-				return Resolution{}, fmt.Errorf("skip dead letter %d: %w", id, err)
+				return res, l, nil, fmt.Errorf("skip: %w", err)
 			}
 			continue
 		}
@@ -193,36 +224,24 @@ func (a *Admin) resolve(ctx context.Context, p Projection, id int64, retry bool)
 		failure := it.err
 		if failure == nil {
 			_, err := applyOne(ctx, tx, p, it.event, 1)
-			var failed *applyError
+			var applyErr *applyError
 			switch {
-			case errors.As(err, &failed):
-				failure = failed.err
+			case errors.As(err, &applyErr):
+				failure = applyErr.err
 			case err != nil:
-				return Resolution{}, fmt.Errorf("resolve dead letter %d: apply event at %d: %w", id, l.StreamSequence, err)
+				return res, l, nil, fmt.Errorf("apply event at %d: %w", l.StreamSequence, err)
 			}
 		}
 		if failure != nil {
-			if err := setStatus(l, StatusFailed, l.Attempts+1, failure.Error()); err != nil {
-				return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
-			}
 			res.Failed, res.Parked = l.ID, len(letters)-i-1
-			if err := tx.Commit(ctx); err != nil {
-				return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
-			}
-			return res, fmt.Errorf("%w: dead letter %d, event at sequence %d of order %s: %v",
-				ErrStillFailing, l.ID, l.StreamSequence, orderID, failure)
+			return res, l, failure, setStatus(l, StatusFailed, l.Attempts+1, failure.Error())
 		}
 		if err := setStatus(l, StatusRetried, l.Attempts+1, l.Error); err != nil {
-			return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
+			return res, l, nil, err
 		}
 		res.Applied++
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return Resolution{}, fmt.Errorf("resolve dead letter %d: %w", id, err)
-	}
-	a.cfg.Logger.Info("dead letter resolved", "projection", p.Name(), "id", id, "retry", retry,
-		"order", orderID, "applied", res.Applied)
-	return res, nil
+	return res, DeadLetter{}, nil, nil
 }
 
 func (a *Admin) schema() string { return pgx.Identifier{a.cfg.Schema}.Sanitize() }

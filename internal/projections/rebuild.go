@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,8 +74,46 @@ type RebuildProgress struct {
 //
 // An earlier, unfinished rebuild's shadow is dropped, not resumed.
 func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) (RebuildProgress, error) {
-	if err := checkProjection(p); err != nil {
+	opts, err := a.rebuildOptions(p, opts)
+	if err != nil {
 		return RebuildProgress{}, err
+	}
+	r := &rebuild{Admin: a, p: p, name: p.Name(), opts: opts, log: a.cfg.Logger.With("projection", p.Name(), "rebuild", true)}
+	lock, err := r.lock(ctx)
+	if err != nil {
+		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", r.name, err)
+	}
+	defer lock.Close(context.WithoutCancel(ctx))
+	epoch, err := r.prepare(ctx, lock)
+	if err != nil {
+		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", r.name, err)
+	}
+	r.log.Info("rebuild started")
+	r.start = time.Now()
+	workers := r.startWorkers(ctx, epoch)
+	err = r.waitCaughtUp(ctx, lock, workers)
+	workers.stop()
+	if err != nil {
+		return r.progress(0, false), err
+	}
+	if err := a.swap(ctx, lock, p); err != nil {
+		return r.progress(0, false), fmt.Errorf("rebuild %s: swap: %w", r.name, err)
+	}
+	for part := range a.cfg.Partitions {
+		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, r.name, part)); err != nil {
+			r.log.Warn("cannot delete rebuild consumer", "partition", part, "error", err)
+		}
+	}
+	pr := r.report(r.progress(0, true))
+	r.log.Info("rebuild swapped in", "events", pr.Done, "elapsed", pr.Elapsed, "rate", pr.Rate)
+	return pr, nil
+}
+
+// rebuildOptions fills opts' zero fields from DefaultConfig and checks
+// them with p.
+func (a *Admin) rebuildOptions(p Projection, opts RebuildOptions) (RebuildOptions, error) {
+	if err := checkProjection(p); err != nil {
+		return opts, err
 	}
 	d := DefaultConfig()
 	if opts.BatchSize == 0 {
@@ -90,157 +129,181 @@ func (a *Admin) Rebuild(ctx context.Context, p Projection, opts RebuildOptions) 
 		opts.ProgressEvery = time.Second
 	}
 	if err := errors.Join(checkBatching(a.cfg.Partitions, opts.BatchSize, opts.BatchWait, opts.MaxAttempts)...); err != nil {
-		return RebuildProgress{}, fmt.Errorf("rebuild options: %w", err)
+		return opts, fmt.Errorf("rebuild options: %w", err)
 	}
-	name := p.Name()
-	log := a.cfg.Logger.With("projection", name, "rebuild", true)
+	return opts, nil
+}
 
-	// The rebuild lock session: held for the whole rebuild; it claims the
-	// shadow's partitions for this rebuild's workers and commits the swap.
-	lock, err := pgx.ConnectConfig(ctx, a.pool.Config().ConnConfig)
+// rebuild is one run of Rebuild.
+type rebuild struct {
+	*Admin
+	p     Projection
+	name  string
+	opts  RebuildOptions
+	log   *slog.Logger
+	start time.Time
+	done  atomic.Uint64 // events projected into the shadow
+}
+
+// lock opens the rebuild lock session, held for the whole rebuild: it
+// claims the shadow's partitions for this rebuild's workers and commits
+// the swap. Only one rebuild of a projection runs at a time.
+func (r *rebuild) lock(ctx context.Context) (*pgx.Conn, error) {
+	lock, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig)
 	if err != nil {
-		return RebuildProgress{}, fmt.Errorf("rebuild %s: open lock session: %w", name, err)
+		return nil, fmt.Errorf("open lock session: %w", err)
 	}
-	defer lock.Close(context.WithoutCancel(ctx))
-	class := lockClass(a.cfg.Schema, name)
 	var ok bool
-	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", class, rebuildLock).Scan(&ok); err != nil {
-		return RebuildProgress{}, fmt.Errorf("rebuild %s: take the rebuild lock: %w", name, err)
+	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", lockClass(r.cfg.Schema, r.name), rebuildLock).Scan(&ok); err != nil {
+		lock.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("take the rebuild lock: %w", err)
 	}
 	if !ok {
-		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, ErrRebuildRunning)
+		lock.Close(context.WithoutCancel(ctx))
+		return nil, ErrRebuildRunning
 	}
-	if err := a.createShadow(ctx, p); err != nil {
-		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, err)
-	}
-	epoch, err := a.claimShadow(ctx, lock, name)
-	if err != nil {
-		return RebuildProgress{}, fmt.Errorf("rebuild %s: %w", name, err)
-	}
-	log.Info("rebuild started")
+	return lock, nil
+}
 
-	// A consumer left by an earlier rebuild would report its old progress
-	// until the new worker resets it.
-	for part := range a.cfg.Partitions {
-		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, name, part)); err != nil {
-			return RebuildProgress{}, fmt.Errorf("rebuild %s: delete old consumer: %w", name, err)
+// prepare creates the shadow tables, claims their partitions and deletes
+// the consumers an earlier rebuild left, which would report its old
+// progress until a new worker reset them. It returns the claim's epoch.
+func (r *rebuild) prepare(ctx context.Context, lock *pgx.Conn) (int64, error) {
+	if err := r.createShadow(ctx, r.p); err != nil {
+		return 0, err
+	}
+	epoch, err := r.claimShadow(ctx, lock, r.name)
+	if err != nil {
+		return 0, err
+	}
+	for part := range r.cfg.Partitions {
+		if err := r.deleteConsumer(ctx, rebuildConsumerName(r.cfg.Schema, r.name, part)); err != nil {
+			return 0, fmt.Errorf("delete old consumer: %w", err)
 		}
 	}
-	var (
-		done    atomic.Uint64
-		started = make([]atomic.Bool, a.cfg.Partitions)
-	)
+	return epoch, nil
+}
+
+// shadowWorkers are the workers projecting into the shadow, one per
+// partition.
+type shadowWorkers struct {
+	started  []atomic.Bool // a partition's worker has reset its consumer
+	failures chan error
+	stop     func() // stops the workers (each finishes its batch) and waits
+}
+
+func (w *shadowWorkers) allStarted() bool {
+	for i := range w.started {
+		if !w.started[i].Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// startWorkers starts a worker per partition projecting into the shadow
+// under the claim's epoch.
+func (r *rebuild) startWorkers(ctx context.Context, epoch int64) *shadowWorkers {
+	sw := &shadowWorkers{started: make([]atomic.Bool, r.cfg.Partitions), failures: make(chan error, r.cfg.Partitions)}
 	cfg := workerConfig{
-		pool:         a.pool,
-		js:           a.js,
-		projection:   p,
-		target:       newTarget(shadowSchema(a.cfg.Schema, name), name),
-		consumerName: func(part int) string { return rebuildConsumerName(a.cfg.Schema, name, part) },
+		pool:         r.pool,
+		js:           r.js,
+		projection:   r.p,
+		target:       newTarget(shadowSchema(r.cfg.Schema, r.name), r.name),
+		consumerName: func(part int) string { return rebuildConsumerName(r.cfg.Schema, r.name, part) },
 		inactive:     10 * time.Minute,
-		batchSize:    opts.BatchSize,
-		batchWait:    opts.BatchWait,
-		maxAttempts:  opts.MaxAttempts,
-		ackWait:      d.AckWait,
-		log:          log,
+		batchSize:    r.opts.BatchSize,
+		batchWait:    r.opts.BatchWait,
+		maxAttempts:  r.opts.MaxAttempts,
+		ackWait:      DefaultConfig().AckWait,
+		log:          r.log,
 		// A rebuild replays old events: their traces ended long ago.
 		tracer:    noop.NewTracerProvider().Tracer(""),
-		committed: func(s BatchStats) { done.Add(uint64(s.Events)) },
-		started:   func(part int) { started[part].Store(true) },
+		committed: func(s BatchStats) { r.done.Add(uint64(s.Events)) },
+		started:   func(part int) { sw.started[part].Store(true) },
 	}
 	stop, stopWorkers := context.WithCancel(ctx)
-	defer stopWorkers()
 	kill, killWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	defer killWorkers()
-	var (
-		wg       sync.WaitGroup
-		failures = make(chan error, a.cfg.Partitions)
-	)
-	for part := range a.cfg.Partitions {
+	var wg sync.WaitGroup
+	for part := range r.cfg.Partitions {
 		w := &worker{workerConfig: cfg, partition: part, epoch: epoch}
 		wg.Go(func() {
 			if err := w.run(stop, kill); err != nil {
-				failures <- err
+				sw.failures <- err
 			}
 		})
 	}
-	stopAll := func() {
+	sw.stop = func() {
 		stopWorkers()
 		wg.Wait()
+		killWorkers()
 	}
+	return sw
+}
 
-	start := time.Now()
-	snapshot := func(pending uint64, swapped bool) RebuildProgress {
-		pr := RebuildProgress{Projection: name, Done: done.Load(), Elapsed: time.Since(start), Swapped: swapped}
-		pr.Total = pr.Done + pending
-		if s := pr.Elapsed.Seconds(); s > 0 {
-			pr.Rate = float64(pr.Done) / s
-		}
-		return pr
-	}
-	report := func(pr RebuildProgress) RebuildProgress {
-		if opts.Progress != nil {
-			opts.Progress(pr)
-		}
-		return pr
-	}
-	tick := time.NewTicker(opts.ProgressEvery)
+// waitCaughtUp reports progress every ProgressEvery until the shadow has
+// caught up (see Rebuild), ctx ends, a worker fails or the lock session is
+// lost.
+func (r *rebuild) waitCaughtUp(ctx context.Context, lock *pgx.Conn, workers *shadowWorkers) error {
+	tick := time.NewTicker(r.opts.ProgressEvery)
 	defer tick.Stop()
 	var targets []uint64 // each partition's last stored event at the previous check
-	for caughtUp := false; !caughtUp; {
+	for {
 		select {
 		case <-ctx.Done():
-			stopAll()
-			return snapshot(0, false), ctx.Err()
-		case err := <-failures:
-			stopAll()
-			return snapshot(0, false), fmt.Errorf("rebuild %s: %w", name, err)
+			return ctx.Err()
+		case err := <-workers.failures:
+			return fmt.Errorf("rebuild %s: %w", r.name, err)
 		case <-tick.C:
 		}
 		if err := lock.Ping(ctx); err != nil {
-			stopAll()
-			return snapshot(0, false), fmt.Errorf("rebuild %s: lock session lost: %w", name, err)
+			return fmt.Errorf("rebuild %s: lock session lost: %w", r.name, err)
 		}
-		pending, err := a.shadowPending(ctx, name)
+		pending, err := r.shadowPending(ctx, r.name)
 		if err != nil {
-			log.Warn("cannot read rebuild progress", "error", err)
+			r.log.Warn("cannot read rebuild progress", "error", err)
 			continue
 		}
-		report(snapshot(pending, false))
-		ready := true
-		for i := range started {
-			ready = ready && started[i].Load()
-		}
+		r.report(r.progress(pending, false))
 		// The cursors are compared with the heads read at the previous
 		// check (at the first, with its own, read before the cursors): a
 		// shadow that reached them holds every event stored one check ago.
-		heads, err := a.partitionHeads(ctx)
+		heads, err := r.partitionHeads(ctx)
 		if err != nil {
-			log.Warn("cannot read the stream's last sequences", "error", err)
+			r.log.Warn("cannot read the stream's last sequences", "error", err)
 			continue
 		}
 		if targets == nil {
 			targets = heads
 		}
-		reached, err := a.shadowReached(ctx, name, targets)
+		reached, err := r.shadowReached(ctx, r.name, targets)
 		if err != nil {
-			log.Warn("cannot read the shadow checkpoints", "error", err)
+			r.log.Warn("cannot read the shadow checkpoints", "error", err)
 			continue
 		}
 		targets = heads
-		caughtUp = ready && (reached || opts.SwapWithin > 0 && pending <= opts.SwapWithin)
-	}
-	stopAll()
-	if err := a.swap(ctx, lock, p); err != nil {
-		return snapshot(0, false), fmt.Errorf("rebuild %s: swap: %w", name, err)
-	}
-	for part := range a.cfg.Partitions {
-		if err := a.deleteConsumer(ctx, rebuildConsumerName(a.cfg.Schema, name, part)); err != nil {
-			log.Warn("cannot delete rebuild consumer", "partition", part, "error", err)
+		if workers.allStarted() && (reached || r.opts.SwapWithin > 0 && pending <= r.opts.SwapWithin) {
+			return nil
 		}
 	}
-	pr := report(snapshot(0, true))
-	log.Info("rebuild swapped in", "events", pr.Done, "elapsed", pr.Elapsed, "rate", pr.Rate)
-	return pr, nil
+}
+
+// progress is the rebuild's figures with pending events still to project.
+func (r *rebuild) progress(pending uint64, swapped bool) RebuildProgress {
+	pr := RebuildProgress{Projection: r.name, Done: r.done.Load(), Elapsed: time.Since(r.start), Swapped: swapped}
+	pr.Total = pr.Done + pending
+	if s := pr.Elapsed.Seconds(); s > 0 {
+		pr.Rate = float64(pr.Done) / s
+	}
+	return pr
+}
+
+// report hands pr to the caller's Progress, if any, and returns it.
+func (r *rebuild) report(pr RebuildProgress) RebuildProgress {
+	if r.opts.Progress != nil {
+		r.opts.Progress(pr)
+	}
+	return pr
 }
 
 // shadowPending sums the rebuild consumers' undelivered and unacknowledged

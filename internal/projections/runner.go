@@ -159,7 +159,7 @@ func (o *owner) tick(ctx context.Context) {
 			changed = true
 		}
 		if changed {
-			o.publish()
+			o.recordOwned()
 		}
 		return
 	}
@@ -184,7 +184,7 @@ func (o *owner) tick(ctx context.Context) {
 		}
 	}
 	if changed {
-		o.publish()
+		o.recordOwned()
 	}
 }
 
@@ -418,7 +418,7 @@ func (o *owner) loseAll() {
 		o.conn = nil
 	}
 	o.lastBeat.Store(0)
-	o.publish()
+	o.recordOwned()
 }
 
 // shutdown drains every partition, unlocks them and leaves the replica
@@ -431,7 +431,7 @@ func (o *owner) shutdown() {
 	}
 	o.drain(ps)
 	clear(o.held)
-	o.publish()
+	o.recordOwned()
 	if o.leaveOnSession() {
 		return
 	}
@@ -473,7 +473,9 @@ func (o *owner) leaveSQL() string {
 	return `DELETE FROM ` + o.target.sql.searchPath + `.projection_replicas WHERE projection = $1 AND replica_id = $2`
 }
 
-func (o *owner) publish() {
+// recordOwned makes the partitions held the replica's owned set: Owned
+// returns it, the observer and the log hear of it.
+func (o *owner) recordOwned() {
 	ps := make([]int, 0, len(o.held))
 	for p := range o.held {
 		ps = append(ps, p)

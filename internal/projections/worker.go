@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/backoff"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
@@ -91,13 +92,20 @@ type item struct {
 // from its cursor, at once the first time and then with a growing pause,
 // so a restart loop cannot hammer NATS and Postgres.
 func (w *worker) run(stop, kill context.Context) error {
-	var delay time.Duration
+	pauses := backoff.New(100*time.Millisecond, 5*time.Second)
+	first := true // restart at once the first time
 	for {
 		began := time.Now()
 		err := w.session(stop, kill)
 		if time.Since(began) > time.Minute {
-			delay = 0
+			pauses.Reset()
+			first = true
 		}
+		var delay time.Duration
+		if !first {
+			delay = pauses.Pause()
+		}
+		first = false
 		switch {
 		case stop.Err() != nil || kill.Err() != nil:
 			return nil
@@ -108,32 +116,66 @@ func (w *worker) run(stop, kill context.Context) error {
 		default:
 			w.log.Warn("partition failed; restarting from its checkpoint", "partition", w.partition, "error", err, "after", delay)
 		}
-		select {
-		case <-stop.Done():
+		if !backoff.Sleep(stop, delay) {
 			return nil
-		case <-time.After(delay):
 		}
-		delay = min(max(2*delay, 100*time.Millisecond), 5*time.Second)
 	}
 }
 
 // session loads the cursor, points the consumer at the event after it and
 // projects batches until stop, or until something forces a restart.
 func (w *worker) session(stop, kill context.Context) error {
-	cursor, eventID, err := w.loadCursor(kill)
+	c, err := w.openConsumer(kill)
 	if err != nil {
 		return err
 	}
+	defer c.msgs.Stop()
+	if w.started != nil {
+		w.started(w.partition)
+	}
+	for {
+		batch, err := w.receive(stop, c.cons, c.msgs)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		if err := w.project(kill, c, batch); err != nil {
+			return err
+		}
+		if stop.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// sessionConsumer is a session's consumer and where its deliveries are.
+type sessionConsumer struct {
+	cons jetstream.Consumer
+	msgs jetstream.MessagesContext
+	// cursor is the partition's checkpoint, moved by each committed batch.
+	cursor uint64
+	// next is the consumer sequence the next delivery must have, last the
+	// stream sequence of the last delivery.
+	next, last uint64
+}
+
+// openConsumer loads the cursor, checks the claim and that the stream
+// still holds the event at the cursor, and creates the partition's
+// consumer reset to cursor+1.
+func (w *worker) openConsumer(kill context.Context) (*sessionConsumer, error) {
+	cursor, eventID, err := w.loadCursor(kill)
+	if err != nil {
+		return nil, err
+	}
 	if err := w.checkOwner(kill); err != nil {
-		return err
+		return nil, err
 	}
 	stream, err := w.js.Stream(kill, contract.EventsStream)
 	if err != nil {
-		return fmt.Errorf("look up stream %s: %w", contract.EventsStream, err)
+		return nil, fmt.Errorf("look up stream %s: %w", contract.EventsStream, err)
 	}
 	// Consuming from cursor+1 of a stream that lost events would skip them.
 	if err := checkCursor(kill, stream, w.js, w.target.projection, w.partition, cursor, eventID); err != nil {
-		return err
+		return nil, err
 	}
 	name := w.consumerName(w.partition)
 	cons, err := stream.CreateOrUpdateConsumer(kill, jetstream.ConsumerConfig{
@@ -150,73 +192,63 @@ func (w *worker) session(stop, kill context.Context) error {
 		InactiveThreshold: w.inactive,
 	})
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", name, err)
+		return nil, fmt.Errorf("create consumer %s: %w", name, err)
 	}
 	reset, err := stream.ResetConsumerToSequence(kill, name, cursor+1)
 	if err != nil {
-		return fmt.Errorf("reset consumer %s to %d: %w", name, cursor+1, err)
+		return nil, fmt.Errorf("reset consumer %s to %d: %w", name, cursor+1, err)
 	}
 	msgs, err := cons.Messages(jetstream.PullMaxMessages(2 * w.batchSize))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", name, err)
+		return nil, fmt.Errorf("consume %s: %w", name, err)
 	}
-	defer msgs.Stop()
-	if w.started != nil {
-		w.started(w.partition)
-	}
-
 	// After the reset the consumer numbers deliveries from
 	// reset.Delivered.Consumer+1. Any other number means a delivery went
 	// elsewhere, and the run of events this worker sees has a hole.
-	next := reset.Delivered.Consumer + 1
-	last := cursor
-	for {
-		batch, err := w.receive(stop, cons, msgs)
-		if err != nil || len(batch) == 0 {
-			return err
+	return &sessionConsumer{cons: cons, msgs: msgs, cursor: cursor, next: reset.Delivered.Consumer + 1, last: cursor}, nil
+}
+
+// project commits the batch's events past the cursor together with the
+// cursor, acknowledges the batch and reports it.
+func (w *worker) project(kill context.Context, c *sessionConsumer, batch []jetstream.Msg) error {
+	start := time.Now()
+	items := make([]item, 0, len(batch))
+	var pending uint64
+	for _, m := range batch {
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("%w: %v", errDelivery, err)
 		}
-		start := time.Now()
-		items := make([]item, 0, len(batch))
-		var pending uint64
-		for _, m := range batch {
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("%w: %v", errDelivery, err)
-			}
-			if md.Sequence.Consumer != next || md.Sequence.Stream <= last {
-				return fmt.Errorf("%w: delivery %d of stream sequence %d after delivery %d of %d",
-					errDelivery, md.Sequence.Consumer, md.Sequence.Stream, next-1, last)
-			}
-			next, last, pending = next+1, md.Sequence.Stream, md.NumPending
-			if md.Sequence.Stream > cursor {
-				items = append(items, w.decode(m, md.Sequence.Stream))
-			}
+		if md.Sequence.Consumer != c.next || md.Sequence.Stream <= c.last {
+			return fmt.Errorf("%w: delivery %d of stream sequence %d after delivery %d of %d",
+				errDelivery, md.Sequence.Consumer, md.Sequence.Stream, c.next-1, c.last)
 		}
-		stats := BatchStats{Projection: w.target.projection, Partition: w.partition, Pending: pending, From: cursor, Cursor: cursor}
-		if len(items) > 0 {
-			to := items[len(items)-1].seq
-			spans := w.startSpans(batch, items)
-			err := w.commit(kill, cursor, to, items, &stats)
-			endSpans(spans, err)
-			if err != nil {
-				return err
-			}
-			cursor = to
-			stats.Cursor = to
-		}
-		// AckAll: one ack covers the batch, including skipped events. A
-		// lost ack only causes a redelivery, which the cursor skips.
-		if err := batch[len(batch)-1].Ack(); err != nil {
-			w.log.Debug("ack failed", "partition", w.partition, "error", err)
-		}
-		stats.Duration = time.Since(start)
-		if w.committed != nil && stats.Events > 0 {
-			w.committed(stats)
-		}
-		if stop.Err() != nil {
-			return nil
+		c.next, c.last, pending = c.next+1, md.Sequence.Stream, md.NumPending
+		if md.Sequence.Stream > c.cursor {
+			items = append(items, w.decode(m, md.Sequence.Stream))
 		}
 	}
+	stats := BatchStats{Projection: w.target.projection, Partition: w.partition, Pending: pending, From: c.cursor, Cursor: c.cursor}
+	if len(items) > 0 {
+		to := items[len(items)-1].seq
+		spans := w.startSpans(batch, items)
+		err := w.commit(kill, c.cursor, to, items, &stats)
+		endSpans(spans, err)
+		if err != nil {
+			return err
+		}
+		c.cursor, stats.Cursor = to, to
+	}
+	// AckAll: one ack covers the batch, including skipped events. A lost
+	// ack only causes a redelivery, which the cursor skips.
+	if err := batch[len(batch)-1].Ack(); err != nil {
+		w.log.Debug("ack failed", "partition", w.partition, "error", err)
+	}
+	stats.Duration = time.Since(start)
+	if w.committed != nil && stats.Events > 0 {
+		w.committed(stats)
+	}
+	return nil
 }
 
 // startSpans continues the trace of every event of the batch that carries

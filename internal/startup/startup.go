@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/jetsource/jetsource/internal/backoff"
 )
 
 // Wait runs step until it succeeds, with pauses growing from 250 ms to 5 s
@@ -15,18 +17,18 @@ import (
 // fatal reports true (a misconfiguration that waiting cannot fix), and when
 // ctx ends.
 func Wait(ctx context.Context, log *slog.Logger, what string, fatal func(error) bool, step func(context.Context) error) error {
-	for pause := 250 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
+	pauses := backoff.New(250*time.Millisecond, 5*time.Second)
+	for {
 		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := step(attempt)
 		cancel()
 		if err == nil || fatal(err) {
 			return err
 		}
+		pause := pauses.Pause()
 		log.Warn(what+" not ready; retrying", "error", err, "retry_in", pause.String())
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, pause) {
 			return fmt.Errorf("%s: %w", what, err)
-		case <-time.After(pause):
 		}
 	}
 }
