@@ -348,8 +348,5 @@ func (st *Stack) Pool() *pgxpool.Pool { return st.pool }
 // Admin holds the projections' operator functions.
 func (st *Stack) Admin() *projections.Admin { return st.admin }
 
-// Logger is the stack's JSON log.
-func (st *Stack) Logger() *slog.Logger { return st.log }
-
 // LogPath is the file of the stack's JSON log.
 func (st *Stack) LogPath() string { return filepath.Join(st.cfg.Data, "jetsource.log") }
