@@ -34,16 +34,23 @@ bench:
 	JETSOURCE_BENCH_EVENTS=$${JETSOURCE_BENCH_EVENTS:-1000000} \
 		$(GO) test -run '^$$' -bench BenchmarkProjections -benchtime 1x -timeout 30m ./internal/projections
 
-# The long fault runs: many SIGKILLs of every binary under load, SIGKILLs
-# of the nodes of a three-node nats-server cluster (R3, fsync per write)
-# and of its events leader, nodes restarted on an empty store, the cluster
-# failover and restarts of NATS and PostgreSQL. Each fault test prints a
-# summary; JETSOURCE_CHAOS_SEED replays a schedule.
+# The long fault runs, each printing a summary (JETSOURCE_CHAOS_SEED replays
+# a schedule): SIGKILLs of every binary under load; SIGKILLs of the nodes of
+# a three-node nats-server cluster (R3, fsync per write) and of its events
+# leader, and nodes restarted on an empty store; PostgreSQL killed during
+# projection and during a rebuild; aggregators frozen with SIGSTOP; the
+# linearizability check with aggregators killed; the cluster failover and
+# restarts of NATS and PostgreSQL.
 chaos:
 	JETSOURCE_CHAOS_ORDERS=$${JETSOURCE_CHAOS_ORDERS:-2000} JETSOURCE_CHAOS_KILLS=$${JETSOURCE_CHAOS_KILLS:-25} \
 	JETSOURCE_CHAOS_NATS_ORDERS=$${JETSOURCE_CHAOS_NATS_ORDERS:-600} JETSOURCE_CHAOS_NATS_KILLS=$${JETSOURCE_CHAOS_NATS_KILLS:-12} \
 	JETSOURCE_CHAOS_DISK_ORDERS=$${JETSOURCE_CHAOS_DISK_ORDERS:-300} JETSOURCE_CHAOS_DISK_KILLS=$${JETSOURCE_CHAOS_DISK_KILLS:-3} \
-		$(GO) test -count=1 -v -timeout 60m -run 'TestChaos|TestNATSNode|TestClusterLeaderFailover|Restart' ./test/integration
+	JETSOURCE_CHAOS_PG_ORDERS=$${JETSOURCE_CHAOS_PG_ORDERS:-1000} JETSOURCE_CHAOS_PG_KILLS=$${JETSOURCE_CHAOS_PG_KILLS:-10} \
+	JETSOURCE_CHAOS_PG_REBUILD_KILLS=$${JETSOURCE_CHAOS_PG_REBUILD_KILLS:-3} \
+	JETSOURCE_CHAOS_FREEZE_ORDERS=$${JETSOURCE_CHAOS_FREEZE_ORDERS:-600} JETSOURCE_CHAOS_FREEZE_KILLS=$${JETSOURCE_CHAOS_FREEZE_KILLS:-10} \
+	JETSOURCE_CHAOS_LZ_KILLS=$${JETSOURCE_CHAOS_LZ_KILLS:-15} \
+		$(GO) test -count=1 -v -timeout 60m \
+		-run 'TestChaos|TestNATSNode|TestPostgresKilled|TestAggregatorFrozen|TestCommandsAreLinearizable|TestClusterLeaderFailover|Restart' ./test/integration
 
 # The all-in-one dev stack: NATS, Postgres, the aggregator and the projectors
 # in one process, with a demo workload; data in .data. Flags: ARGS="--reset".

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +21,6 @@ import (
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/order"
-	"github.com/jetsource/jetsource/internal/servicetest"
 )
 
 // lzInput is one operation of the history: a command on an order, or a
@@ -30,12 +31,16 @@ type lzInput struct {
 }
 
 // lzOutput is what the system answered: for a command the status, error
-// code and version; for a read the state it returned.
+// code and version; for a read the state it returned. unknown marks a
+// command whose outcome the client never learned (no result within its
+// timeout while aggregators were being killed): it may have taken effect
+// at any point after it was sent, or never.
 type lzOutput struct {
 	accepted bool
 	code     contract.Code
 	version  int64
 	state    order.State
+	unknown  bool
 }
 
 // orderModel is the sequential specification: the domain itself, applied
@@ -64,7 +69,12 @@ func orderModel() porcupine.Model {
 				return reflect.DeepEqual(out.state, s), s
 			}
 			events, err := order.Decide(s, in.cmd)
-			if err != nil {
+			switch {
+			case out.unknown && err != nil:
+				return true, s
+			case out.unknown:
+				return true, order.Fold(s, events...)
+			case err != nil:
 				return !out.accepted && out.code == aggregator.ErrorCode(err), s
 			}
 			next := order.Fold(s, events...)
@@ -73,8 +83,11 @@ func orderModel() porcupine.Model {
 		Equal: func(a, b any) bool { return reflect.DeepEqual(a, b) },
 		DescribeOperation: func(input, output any) string {
 			in, out := input.(lzInput), output.(lzOutput)
-			if in.cmd == nil {
+			switch {
+			case in.cmd == nil:
 				return fmt.Sprintf("%s read → v%d %s %d", in.orderID, out.state.Version, out.state.Status, out.state.TotalCents)
+			case out.unknown:
+				return fmt.Sprintf("%s %s %+v → unknown", in.orderID, in.cmd.CommandType(), in.cmd)
 			}
 			return fmt.Sprintf("%s %s %+v → accepted=%v %s v%d", in.orderID, in.cmd.CommandType(), in.cmd, out.accepted, out.code, out.version)
 		},
@@ -82,12 +95,25 @@ func orderModel() porcupine.Model {
 }
 
 // TestCommandsAreLinearizable has concurrent clients send random commands
-// and reads on four orders and checks the history against the domain as a
-// sequential model: every result and every read must be explainable by some
-// order of the operations consistent with their real-time order.
+// and reads on four orders while two aggregator processes are killed with
+// SIGKILL and restarted on a seeded schedule, and checks the history
+// against the domain as a sequential model: every result and every read
+// must be explainable by some order of the operations consistent with
+// their real-time order. A command whose result does not come within the
+// client's timeout is recorded as of unknown outcome (it may take effect
+// later, or never), not as a failure.
 func TestCommandsAreLinearizable(t *testing.T) {
 	srv, nc, js := natstest.Streams(t, natstest.Partitions)
-	servicetest.Aggregator(t, srv.ClientURL())
+	// JETSOURCE_CHAOS_LZ_ORDERS sets the operations per client here,
+	// JETSOURCE_CHAOS_LZ_KILLS the least number of kills.
+	cfg := chaosFromEnv(t, "JETSOURCE_CHAOS_LZ", 50, 3)
+	seed := cfg.seed
+	t.Logf("seed %d (replay with JETSOURCE_CHAOS_SEED=%d)", seed, seed)
+	replica := func(i int) *process {
+		return start(t, "aggregator", "NATS_URL="+srv.ClientURL(), "METRICS_ADDR=127.0.0.1:0", "LOG_LEVEL=warn",
+			fmt.Sprintf("AGGREGATOR_REPLICA_ID=lz-%d", i), "AGGREGATOR_LEASE_TTL=2s")
+	}
+	replicas := []*process{replica(0), replica(1)}
 	c, err := client.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +124,6 @@ func TestCommandsAreLinearizable(t *testing.T) {
 		return l.State.Order, err
 	}
 
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
 	orders := []string{"lz-a", "lz-b", "lz-c", "lz-d"}
 	// Weighted so that orders live long enough for every transition to be
 	// exercised: mostly adds, some payments at plausible amounts, rare
@@ -134,13 +158,39 @@ func TestCommandsAreLinearizable(t *testing.T) {
 		if !ok {
 			t.FailNow()
 		}
-		history = append(history, porcupine.Operation{Input: in, Call: call, Output: out, Return: time.Since(start).Nanoseconds()})
+		ret := time.Since(start).Nanoseconds()
+		if out.unknown {
+			ret = math.MaxInt64
+		}
+		history = append(history, porcupine.Operation{Input: in, Call: call, Output: out, Return: ret})
 	}
+	// The kill schedule runs until the clients are done; they go on until
+	// it has killed at least minKills times.
+	minKills := cfg.kills
+	clientsDone := make(chan struct{})
+	killerDone := make(chan struct{})
+	var kills atomic.Int64
+	go func() {
+		defer close(killerDone)
+		rng := rand.New(rand.NewPCG(seed, 99))
+		for {
+			select {
+			case <-clientsDone:
+				return
+			case <-time.After(time.Duration(100+rng.IntN(600)) * time.Millisecond): // the kill schedule
+			}
+			i := rng.IntN(len(replicas))
+			replicas[i].kill()
+			kills.Add(1)
+			time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond) // the kill schedule: the replica stays down
+			replicas[i] = replica(i)
+		}
+	}()
 	var wg sync.WaitGroup
 	for client := range 6 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(client)))
-			for range 50 {
+			for n := 0; n < cfg.orders || kills.Load() < int64(minKills); n++ {
 				in := lzInput{orderID: orders[rng.IntN(len(orders))]}
 				if rng.IntN(5) != 0 {
 					in.cmd = randomCommand(rng)
@@ -159,6 +209,9 @@ func TestCommandsAreLinearizable(t *testing.T) {
 				if !ok {
 					return
 				}
+				if out.unknown {
+					ret = math.MaxInt64 // it may take effect at any time after the call
+				}
 				mu.Lock()
 				history = append(history, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 				mu.Unlock()
@@ -166,13 +219,19 @@ func TestCommandsAreLinearizable(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	accepted := 0
+	close(clientsDone)
+	<-killerDone
+	accepted, unknown := 0, 0
 	for _, op := range history {
-		if op.Input.(lzInput).cmd != nil && op.Output.(lzOutput).accepted {
+		out := op.Output.(lzOutput)
+		if op.Input.(lzInput).cmd != nil && out.accepted {
 			accepted++
 		}
+		if out.unknown {
+			unknown++
+		}
 	}
-	t.Logf("%d operations, %d commands accepted", len(history), accepted)
+	t.Logf("%d operations, %d commands accepted, %d of unknown outcome; %d aggregator kills (SIGKILL)", len(history), accepted, unknown, kills.Load())
 	result, info := porcupine.CheckOperationsVerbose(orderModel(), history, time.Minute)
 	if result != porcupine.Ok {
 		path := t.TempDir() + "/linearizability.html"
@@ -182,9 +241,11 @@ func TestCommandsAreLinearizable(t *testing.T) {
 }
 
 // perform sends a command with the client, or reads the order's state from
-// the event store as the aggregator loads it.
+// the event store as the aggregator loads it. A command without a result
+// within a second has an unknown outcome (a killed replica's partitions
+// take longer than that to come back).
 func perform(t *testing.T, c *client.Client, read func(context.Context, string) (order.State, error), in lzInput) (lzOutput, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if in.cmd == nil {
 		s, err := read(ctx, in.orderID)
@@ -212,7 +273,6 @@ func perform(t *testing.T, c *client.Client, read func(context.Context, string) 
 	case errors.As(err, &rejected):
 		return lzOutput{code: rejected.Code()}, true
 	default:
-		t.Errorf("send %s: %v", in.cmd.CommandType(), err)
-		return lzOutput{}, false
+		return lzOutput{unknown: true}, true
 	}
 }
