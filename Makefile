@@ -68,6 +68,7 @@ fuzz:
 images:
 	docker build -f deploy/Dockerfile --build-arg BINARY=aggregator -t jetsource/aggregator:dev .
 	docker build -f deploy/Dockerfile --build-arg BINARY=projector -t jetsource/projector:dev .
+	docker build -f deploy/Dockerfile --build-arg BINARY=query -t jetsource/query:dev .
 
 clean:
 	rm -rf $(BIN)

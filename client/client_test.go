@@ -18,6 +18,7 @@ import (
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
+	"github.com/jetsource/jetsource/internal/queryd"
 )
 
 // stops stops what jetsource started, when the tests end.
@@ -32,8 +33,8 @@ func TestMain(m *testing.M) {
 }
 
 // jetsource starts what the tests and examples talk to, an embedded NATS
-// server with the JetSource streams and an aggregator, and returns a
-// connection to it.
+// server with the JetSource streams, an aggregator and the query service,
+// and returns a connection to it.
 func jetsource() *nats.Conn {
 	srv, err := natsserver.Start(natsserver.Config{})
 	if err != nil {
@@ -59,7 +60,16 @@ func jetsource() *nats.Conn {
 	if err := agg.Run(context.Background()); err != nil {
 		panic(err)
 	}
-	stops = append(stops, func() { _ = agg.Close(); nc.Close(); srv.Shutdown() })
+	qcfg := queryd.DefaultConfig()
+	qcfg.NATS.URL, qcfg.MetricsAddr = srv.ClientURL(), ""
+	query, err := queryd.NewMain(qcfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		panic(err)
+	}
+	if err := query.Run(context.Background()); err != nil {
+		panic(err)
+	}
+	stops = append(stops, func() { _ = query.Close(); _ = agg.Close(); nc.Close(); srv.Shutdown() })
 	return nc
 }
 

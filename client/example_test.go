@@ -101,6 +101,39 @@ func ExampleClient_Follow() {
 	// 2 ord-2 OrderCreated
 }
 
+// Ask the orders-query service what an order was at a version; an order
+// or a version that does not exist is a QueryError with code 404.
+func ExampleClient_State() {
+	c, err := client.New(jetsource())
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, cmd := range []contract.Command{
+		contract.CreateOrder{CustomerID: "cust-1", Items: []contract.AddItem{{ProductID: "sku-1", Quantity: 2, UnitPriceCents: 1999}}},
+		contract.SubmitOrder{},
+	} {
+		if _, err := c.Send(ctx, client.NewEnvelope("ord-1", cmd)); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	s, err := c.State(ctx, contract.StateQuery{OrderID: "ord-1", Version: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Status, s.TotalCents, "at version", s.Version)
+
+	_, err = c.State(ctx, contract.StateQuery{OrderID: "ord-1", Version: 7})
+	var qerr *client.QueryError
+	if errors.As(err, &qerr) {
+		fmt.Println(qerr.Code, qerr.Message)
+	}
+	// Output:
+	// draft 3998 at version 2
+	// 404 order ord-1 is at version 3; it has no version 7
+}
+
 // Events stored before a change of shape decode in the current one.
 func ExampleDecodeEvent() {
 	stored := contract.Event{Type: contract.TypeOrderShipped, SchemaVersion: 1,

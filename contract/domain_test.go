@@ -80,6 +80,26 @@ func TestEventsHaveTheDomainsJSON(t *testing.T) {
 	}
 }
 
+func TestOrderStateHasTheDomainsJSON(t *testing.T) {
+	s := order.Fold(order.New("ord-1"),
+		order.OrderCreated{CustomerID: "c-1", Currency: "EUR"},
+		order.ItemAdded{ProductID: "p-1", Quantity: 2, UnitPriceCents: 150},
+		order.OrderSubmitted{TotalCents: 300, ItemCount: 1},
+		order.OrderPaid{PaymentID: "pay-1", AmountCents: 300, Method: "card"},
+		order.OrderShipped{Shipment: order.Shipment{TrackingNumber: "1Z999", Carrier: "ups"}},
+		order.OrderCanceled{Reason: "r"})
+	data, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire contract.OrderState
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&wire); err != nil || !equalJSON(t, wire, s) {
+		t.Errorf("the domain writes %s, the contract reads %+v (%v)", data, wire, err)
+	}
+}
+
 func TestIDRulesAreTheDomains(t *testing.T) {
 	for _, id := range []string{"a", "ord-1", "ORD_2", "0", "-", "_", strings.Repeat("z", 128), strings.Repeat("z", 129),
 		"", " ", "a b", "a.b", "*", ">", "a/b", "é", "a\x00", "a\n", "ord-1.>", "ord-1*"} {

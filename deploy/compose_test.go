@@ -28,7 +28,7 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("compose.yaml: %v", err)
 	}
 
-	want := append(slices.Clone(clusterNodes), "postgres", "aggregator")
+	want := append(slices.Clone(clusterNodes), "postgres", "aggregator", "query")
 	for _, p := range projections {
 		want = append(want, deploymentName(p))
 	}

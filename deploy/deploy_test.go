@@ -55,6 +55,7 @@ var (
 		"PROJECTOR_PROJECTION", "DATABASE_URL", "JETSOURCE_SCHEMA",
 		"PROJECTOR_BATCH_SIZE", "PROJECTOR_MAX_ATTEMPTS",
 	)
+	queryEnv = append(slices.Clone(sharedEnv), "QUERY_TIMEOUT")
 )
 
 // envFor returns the variables a binary reads, by binary name.
@@ -65,6 +66,8 @@ func envFor(t *testing.T, binary string) []string {
 		return aggregatorEnv
 	case "projector":
 		return projectorEnv
+	case "query":
+		return queryEnv
 	}
 	t.Fatalf("unknown binary %q", binary)
 	return nil
@@ -119,7 +122,7 @@ func drainTimeout(t *testing.T, where string, env map[string]string) time.Durati
 // module packages that package imports (daemon, ...). A binary not in this
 // tree yet is checked once it lands.
 func TestEnvCatalogueMatchesSource(t *testing.T) {
-	for _, binary := range []string{"aggregator", "projector"} {
+	for _, binary := range []string{"aggregator", "projector", "query"} {
 		dir := filepath.Join("..", "cmd", binary)
 		if _, err := os.Stat(dir); os.IsNotExist(err) {
 			t.Logf("%s not in this tree; its variables are checked against the catalogue only", dir)
@@ -200,7 +203,7 @@ func TestOperationsDocCoversEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := append(slices.Clone(aggregatorEnv), projectorEnv...)
+	names := slices.Concat(aggregatorEnv, projectorEnv, queryEnv)
 	slices.Sort(names)
 	for _, name := range slices.Compact(names) {
 		if !strings.Contains(string(doc), "`"+name+"`") {

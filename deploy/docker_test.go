@@ -97,7 +97,7 @@ func TestDockerignore(t *testing.T) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	needed := []string{"go.mod", "go.sum", "cmd/aggregator/main.go", "internal/es/store.go", "deploy/healthcheck/main.go"}
+	needed := []string{"go.mod", "go.sum", "cmd/aggregator/main.go", "cmd/query/main.go", "contract/subject.go", "internal/es/store.go", "deploy/healthcheck/main.go"}
 	for _, file := range needed {
 		for _, p := range patterns {
 			if excludes(p, file) {

@@ -30,6 +30,7 @@ type variant struct {
 	keda              bool
 	minProjectors     int32 // ScaledObject minReplicaCount
 	aggregatorReplica int32
+	queryReplicas     int32
 	streamReplicas    string // JETSOURCE_REPLICAS; "" for the binary's default (1)
 	natsMembers       int    // servers listed in NATS_URL
 	spread            bool   // pods spread over nodes
@@ -40,15 +41,15 @@ type variant struct {
 
 var variants = []variant{
 	{
-		dir: "k8s/base", keda: true, minProjectors: 1, aggregatorReplica: 2, natsMembers: 1,
+		dir: "k8s/base", keda: true, minProjectors: 1, aggregatorReplica: 2, queryReplicas: 2, natsMembers: 1,
 		externalSecrets: []string{"jetsource-postgres"},
 	},
 	{
-		dir: "k8s/overlays/dev", namespace: "jetsource-dev", aggregatorReplica: 1,
+		dir: "k8s/overlays/dev", namespace: "jetsource-dev", aggregatorReplica: 1, queryReplicas: 1,
 		streamReplicas: "1", natsMembers: 1, taggedImages: true,
 	},
 	{
-		dir: "k8s/overlays/prod", namespace: "jetsource", keda: true, minProjectors: 2, aggregatorReplica: 2,
+		dir: "k8s/overlays/prod", namespace: "jetsource", keda: true, minProjectors: 2, aggregatorReplica: 2, queryReplicas: 2,
 		streamReplicas: "3", natsMembers: 3, spread: true, taggedImages: true,
 		externalSecrets: []string{"jetsource-postgres"},
 	},
@@ -62,6 +63,7 @@ func TestKustomize(t *testing.T) {
 			objs.checkMetadata(t, v)
 			objs.checkWorkloads(t, v)
 			objs.checkAggregator(t, v)
+			objs.checkQuery(t, v)
 			for _, p := range projections {
 				objs.checkProjection(t, v, p)
 			}
@@ -216,7 +218,7 @@ func binaryOf(d *appsv1.Deployment) string {
 // checkWorkloads asserts what holds for every Deployment: hardening,
 // probes, resources, configuration references and graceful termination.
 func (o *objects) checkWorkloads(t *testing.T, v variant) {
-	want := []string{"aggregator"}
+	want := []string{"aggregator", "query"}
 	for _, p := range projections {
 		want = append(want, deploymentName(p))
 	}
@@ -256,8 +258,8 @@ func (o *objects) checkWorkloads(t *testing.T, v variant) {
 		}
 		c := pod.Containers[0]
 		binary := binaryOf(d)
-		if !slices.Contains([]string{"aggregator", "projector"}, binary) {
-			t.Errorf("%s: image %q is neither jetsource/aggregator nor jetsource/projector", where, c.Image)
+		if !slices.Contains([]string{"aggregator", "projector", "query"}, binary) {
+			t.Errorf("%s: image %q is not jetsource/aggregator, jetsource/projector or jetsource/query", where, c.Image)
 			continue
 		}
 		if v.taggedImages && !strings.Contains(c.Image, "@sha256:") && !strings.Contains(c.Image[strings.LastIndex(c.Image, "/")+1:], ":") {
@@ -455,6 +457,28 @@ func (o *objects) checkAggregator(t *testing.T, v variant) {
 	// Replicas that share an id would hold each other's partition leases.
 	if id, ok := env["AGGREGATOR_REPLICA_ID"]; ok && id != "fieldRef:metadata.name" {
 		t.Errorf("%s: AGGREGATOR_REPLICA_ID=%q is not unique per pod; use the pod name (fieldRef metadata.name) or leave it unset", where, id)
+	}
+	if len(o.pdbsFor(d)) != 1 {
+		t.Errorf("%s: want exactly one PodDisruptionBudget, got %d", where, len(o.pdbsFor(d)))
+	}
+	if len(o.servicesFor(d)) != 1 {
+		t.Errorf("%s: want exactly one metrics Service, got %d", where, len(o.servicesFor(d)))
+	}
+}
+
+// checkQuery: the orders-query Deployment runs the query binary with its
+// replicas, a PDB and a metrics Service, and reads no database.
+func (o *objects) checkQuery(t *testing.T, v variant) {
+	d, ok := o.deployments["query"]
+	if !ok {
+		return // reported by checkWorkloads
+	}
+	where := o.dir + ": query"
+	if binaryOf(d) != "query" {
+		t.Errorf("%s: runs %s, want query", where, binaryOf(d))
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != v.queryReplicas {
+		t.Errorf("%s: replicas %s, want %d", where, show(d.Spec.Replicas), v.queryReplicas)
 	}
 	if len(o.pdbsFor(d)) != 1 {
 		t.Errorf("%s: want exactly one PodDisruptionBudget, got %d", where, len(o.pdbsFor(d)))

@@ -38,6 +38,7 @@ import (
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 	projection "github.com/jetsource/jetsource/internal/projections/readmodel"
+	"github.com/jetsource/jetsource/internal/servicetest"
 	"github.com/jetsource/jetsource/internal/workload"
 )
 
@@ -52,6 +53,7 @@ var codes = []contract.Code{contract.CodeInvalidCommand, contract.CodeUnknownCom
 // asyncAPI is the part of asyncapi.yaml whose names the test compares.
 type asyncAPI struct {
 	Channels map[string]struct {
+		Address    *string `json:"address"`
 		Parameters map[string]struct {
 			Enum []string `json:"enum"`
 		} `json:"parameters"`
@@ -67,6 +69,8 @@ type asyncAPI struct {
 // schemas are the compiled payload schemas of asyncapi.yaml.
 type schemas struct {
 	command, event, eventHeaders, result, snapshot *jsonschema.Schema
+	// The orders-query requests, replies and error headers.
+	stateQuery, orderState, historyQuery, history, queryError *jsonschema.Schema
 	// named holds the schema of each command type and of each event type
 	// and schema version (OrderShipped, OrderShippedV1), whose errors are
 	// shorter than those of command's and event's oneOf.
@@ -97,13 +101,14 @@ func loadSchemas(t *testing.T) (asyncAPI, schemas) {
 	if err := c.AddResource("asyncapi.yaml", doc); err != nil {
 		t.Fatal(err)
 	}
-	compile := func(name string) *jsonschema.Schema {
-		s, err := c.Compile("asyncapi.yaml#/components/schemas/" + name)
+	compileAt := func(pointer string) *jsonschema.Schema {
+		s, err := c.Compile("asyncapi.yaml#" + pointer)
 		if err != nil {
-			t.Fatalf("schema %s: %v", name, err)
+			t.Fatalf("schema %s: %v", pointer, err)
 		}
 		return s
 	}
+	compile := func(name string) *jsonschema.Schema { return compileAt("/components/schemas/" + name) }
 	named := map[string]*jsonschema.Schema{}
 	for _, name := range contract.CommandTypes() {
 		named[name] = compile(name)
@@ -112,7 +117,9 @@ func loadSchemas(t *testing.T) (asyncAPI, schemas) {
 		named[name] = compile(name)
 	}
 	return names, schemas{command: compile("command"), event: compile("event"), eventHeaders: compile("eventHeaders"),
-		result: compile("result"), snapshot: compile("snapshot"), named: named}
+		result: compile("result"), snapshot: compile("snapshot"), named: named,
+		stateQuery: compile("stateQuery"), orderState: compile("orderState"), historyQuery: compile("historyQuery"),
+		history: compile("history"), queryError: compileAt("/components/messages/queryError/headers")}
 }
 
 // validate checks a JSON body against s; a body that is not one JSON value
@@ -150,6 +157,11 @@ func TestAsyncAPINamesWhatTheCodeHas(t *testing.T) {
 	var codeNames []string
 	for _, c := range codes {
 		codeNames = append(codeNames, string(c))
+	}
+	for channel, subject := range map[string]string{"queryState": contract.QueryStateSubject, "queryHistory": contract.QueryHistorySubject} {
+		if a := doc.Channels[channel].Address; a == nil || *a != subject {
+			t.Errorf("channels.%s.address is %v, want %s", channel, a, subject)
+		}
 	}
 	for _, c := range []struct {
 		where     string
@@ -233,13 +245,13 @@ func badCommands() []badCommand {
 // through whole order lifecycles (including a stored schema version 1
 // event), commands sent with the Go client, rejections for every reason a
 // client can cause, and bad commands; then validates every command seen on
-// the wire and every event, result and snapshot stored against
-// asyncapi.yaml.
+// the wire, every event, result and snapshot stored, and the requests and
+// replies of orders-query about every order against asyncapi.yaml.
 func TestTrafficMatchesTheSchemas(t *testing.T) {
 	_, s := loadSchemas(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_, nc, js := natstest.Streams(t, natstest.Partitions)
+	srv, nc, js := natstest.Streams(t, natstest.Partitions)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// Every command published, as subscribers of orders.commands.> see it.
@@ -286,6 +298,7 @@ func TestTrafficMatchesTheSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("aggregator", svc.Run)
+	servicetest.Query(t, srv.ClientURL())
 	pool, err := pgxpool.New(ctx, cluster.DB(t))
 	if err != nil {
 		t.Fatal(err)
@@ -390,6 +403,60 @@ func TestTrafficMatchesTheSchemas(t *testing.T) {
 			t.Errorf("no command was rejected with %s", code)
 		}
 	}
+
+	// Queries: every request and reply of orders-query about every order.
+	queries := 0
+	ask := func(subject string, request, reply *jsonschema.Schema, query any) []byte {
+		t.Helper()
+		body, _ := json.Marshal(query)
+		if err := validate(request, body); err != nil {
+			t.Errorf("query %s %s does not match the schema: %v", subject, body, err)
+		}
+		m, err := nc.RequestWithContext(ctx, subject, body)
+		if err != nil {
+			t.Fatalf("query %s %s: %v", subject, body, err)
+		}
+		queries++
+		if code := m.Header.Get(contract.QueryErrorCodeHeader); code != "" {
+			headers, _ := json.Marshal(map[string]string{contract.QueryErrorCodeHeader: code, contract.QueryErrorHeader: m.Header.Get(contract.QueryErrorHeader)})
+			if err := validate(s.queryError, headers); err != nil {
+				t.Errorf("query %s %s: error reply %s: %v", subject, body, headers, err)
+			}
+			return nil
+		}
+		if err := validate(reply, m.Data); err != nil {
+			t.Errorf("query %s %s: reply does not match the schema: %v\n%s", subject, body, err, m.Data)
+		}
+		return m.Data
+	}
+	orders := []string{"ord-v1", "ord-client"}
+	for i := range 20 {
+		orders = append(orders, fmt.Sprintf("schema-ord-%d", i))
+	}
+	for _, id := range orders {
+		ask(contract.QueryStateSubject, s.stateQuery, s.orderState, contract.StateQuery{OrderID: id})
+		ask(contract.QueryStateSubject, s.stateQuery, s.orderState, contract.StateQuery{OrderID: id, Version: 1})
+		ask(contract.QueryStateSubject, s.stateQuery, s.orderState, contract.StateQuery{OrderID: id, At: &contract.Time{Time: time.Now()}})
+		for q := (contract.HistoryQuery{OrderID: id, Limit: 2}); ; {
+			var h contract.History
+			if err := json.Unmarshal(ask(contract.QueryHistorySubject, s.historyQuery, s.history, q), &h); err != nil || len(h.Events) == 0 {
+				t.Fatalf("history of %s after %d: %+v %v", id, q.AfterVersion, h, err)
+			}
+			if !h.More {
+				break
+			}
+			q.AfterVersion = h.Events[len(h.Events)-1].Version
+		}
+	}
+	if ask(contract.QueryStateSubject, s.stateQuery, s.orderState, contract.StateQuery{OrderID: "ord-never"}) != nil ||
+		ask(contract.QueryStateSubject, s.stateQuery, s.orderState, contract.StateQuery{OrderID: "ord-v1", Version: 99}) != nil ||
+		ask(contract.QueryHistorySubject, s.historyQuery, s.history, contract.HistoryQuery{OrderID: "ord-never"}) != nil {
+		t.Error("queries about what does not exist were answered")
+	}
+	if err := validate(s.stateQuery, []byte(`{"orderId":"ord-1","version":1,"at":"2026-11-23T10:00:00Z"}`)); err == nil {
+		t.Error("the state query schema accepts version and at together")
+	}
+	t.Logf("%d queries", queries)
 
 	// Commands: good ones pass, bad ones fail where a schema can say why.
 	types := map[string]bool{}

@@ -13,8 +13,6 @@ import (
 
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
-	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/order"
 )
 
@@ -77,12 +75,18 @@ func cmdHistory(ctx context.Context, s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	events, err := c.Events(ctx, fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	if len(events) == 0 {
-		return fmt.Errorf("order %s has no events", fs.Arg(0))
+	// Page by page from the orders-query service.
+	var events []contract.Event
+	for q := (contract.HistoryQuery{OrderID: fs.Arg(0), Limit: contract.MaxHistoryLimit}); ; {
+		page, err := c.History(ctx, q)
+		if err != nil {
+			return err
+		}
+		events = append(events, page.Events...)
+		if !page.More {
+			break
+		}
+		q.AfterVersion = page.Events[len(page.Events)-1].Version
 	}
 	if *asJSON {
 		enc := json.NewEncoder(s.stdout)
@@ -94,9 +98,9 @@ func cmdHistory(ctx context.Context, s *session, args []string) error {
 		return nil
 	}
 	w := newTable(s.stdout)
-	fmt.Fprintln(w, "VERSION\tSEQUENCE\tTIME\tTYPE\tDATA\tCOMMAND\tUSER")
+	fmt.Fprintln(w, "VERSION\tTIME\tTYPE\tDATA\tCOMMAND\tUSER")
 	for _, e := range events {
-		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.Sequence, e.Metadata.Timestamp.Format(time.RFC3339Nano),
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.Metadata.Timestamp.Format(time.RFC3339Nano),
 			e.Type, e.Data, e.Metadata.CausationID, e.Metadata.UserID)
 	}
 	return w.Flush()
@@ -112,37 +116,31 @@ func cmdState(ctx context.Context, s *session, args []string) error {
 	if fs.NArg() != 1 {
 		return usagef("want <orderId>")
 	}
-	var v int64
+	q := contract.StateQuery{OrderID: fs.Arg(0)}
+	if *version != "" && *at != "" {
+		return usagef("give --version or --at, not both")
+	}
 	if *version != "" {
 		n, err := strconv.ParseInt(*version, 10, 64)
 		if err != nil || n < 1 {
 			return usagef("--version wants a positive integer, got %q", *version)
 		}
-		v = n
+		q.Version = n
 	}
-	var t time.Time
 	if *at != "" {
 		parsed, err := time.Parse(time.RFC3339Nano, *at)
 		if err != nil {
 			return usagef("--at wants an RFC 3339 time such as 2026-11-23T10:00:00Z: %v", err)
 		}
-		t = parsed
+		q.At = &contract.Time{Time: parsed}
 	}
-	if err := contract.ValidateID("orderId", fs.Arg(0)); err != nil {
-		return err
-	}
-	js, err := s.JetStream()
+	c, err := s.Client()
 	if err != nil {
 		return err
 	}
-	repo := aggregator.NewRepository(es.NewStore(js, s.cfg.Streams.Partitions), es.RepositoryConfig{})
-	l, err := repo.LoadAsOf(ctx, fs.Arg(0), es.AsOf{Version: v, Time: t})
+	state, err := c.State(ctx, q)
 	if err != nil {
-		return fmt.Errorf("load order %s: %w", fs.Arg(0), err)
-	}
-	state := l.State.Order
-	if !state.Exists() {
-		return fmt.Errorf("order %s did not exist then", fs.Arg(0))
+		return err
 	}
 	return printJSON(s.stdout, state)
 }

@@ -155,7 +155,7 @@ func TestDevStack(t *testing.T) {
 	}
 
 	dev.stop(t)
-	mustMatch(t, dev.out.String(), `aggregator and projectors stopped\n  Postgres stopped\n  NATS stopped\n$`)
+	mustMatch(t, dev.out.String(), `aggregator, projectors and query stopped\n  Postgres stopped\n  NATS stopped\n$`)
 
 	// The next run finds the orders of the last one.
 	dev = startDev(t, "--data", data, "--nats-port", "0", "--pg-port", "0", "--demo-orders", "0")

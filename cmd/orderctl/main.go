@@ -217,14 +217,6 @@ func (s *session) Client() (*client.Client, error) {
 	return c, nil
 }
 
-// JetStream returns a JetStream context on the client's connection.
-func (s *session) JetStream() (jetstream.JetStream, error) {
-	if _, err := s.Client(); err != nil {
-		return nil, err
-	}
-	return jetstream.New(s.nc)
-}
-
 // DB returns a pool on DATABASE_URL, checking that the projections' tables
 // are there, so that a wrong URL or schema fails with a clear message.
 func (s *session) DB(ctx context.Context) (*pgxpool.Pool, error) {

@@ -30,6 +30,7 @@ func orderctlCtx(ctx context.Context, args ...string) (int, string, string) {
 func TestSendHistoryAndState(t *testing.T) {
 	srv, _, _ := natstest.Streams(t, natstest.Partitions)
 	servicetest.Aggregator(t, srv.ClientURL())
+	servicetest.Query(t, srv.ClientURL())
 	t.Setenv("NATS_URL", srv.ClientURL())
 
 	code, out, errOut := orderctl("send", "--id", "c-1", "--user", "u-1", "ord-9", "CreateOrder", `{"customerId":"cust"}`)
@@ -64,6 +65,17 @@ func TestSendHistoryAndState(t *testing.T) {
 	}
 	if code, _, _ := orderctl("state", "--at", "yesterday", "ord-9"); code != 2 {
 		t.Fatalf("bad --at: exit %d", code)
+	}
+	if code, _, errOut := orderctl("state", "--at", "2026-11-23T10:00:00Z", "--version", "1", "ord-9"); code != 2 || !strings.Contains(errOut, "not both") {
+		t.Fatalf("--at and --version: exit %d %s", code, errOut)
+	}
+	// Issue 14, items 6 and 7: an order that never existed is not one that
+	// did not exist then, and a version beyond the last is not the last.
+	if code, _, errOut := orderctl("state", "ord-never"); code != 1 || !strings.Contains(errOut, "no such order ord-never") {
+		t.Fatalf("state of an order that never existed: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := orderctl("state", "--version", "5", "ord-9"); code != 1 || !strings.Contains(errOut, "order ord-9 is at version 2; it has no version 5") {
+		t.Fatalf("state at a version beyond the last: exit %d %s", code, errOut)
 	}
 	if code, _, _ := orderctl("frobnicate"); code != 2 {
 		t.Fatalf("unknown command: exit %d", code)

@@ -1,8 +1,9 @@
 // Package devstack is the all-in-one dev stack of `orderctl dev` (make
 // run): an embedded NATS server, a local Postgres (unless DatabaseURL names
-// one), the streams and the schema, and the aggregator and a projector per
-// read model, each started through its composition root (aggregatord,
-// projectord) as its binary would be, in this process.
+// one), the streams and the schema, and the aggregator, a projector per
+// read model and the query service, each started through its composition
+// root (aggregatord, projectord, queryd) as its binary would be, in this
+// process.
 package devstack
 
 import (
@@ -30,6 +31,7 @@ import (
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
 	"github.com/jetsource/jetsource/internal/projectord"
+	"github.com/jetsource/jetsource/internal/queryd"
 )
 
 // BatchWait is the projectors' batch window in the dev stack. At the
@@ -249,8 +251,9 @@ type service interface {
 	Close() error
 }
 
-// startServices starts the aggregator and a projector per read model
-// through their composition roots, each with metrics on a free port.
+// startServices starts the aggregator, a projector per read model and the
+// query service through their composition roots, each with metrics on a
+// free port.
 func (st *Stack) startServices(ctx context.Context) error {
 	var started []service
 	// The services stop first when Close runs, so that each drains before
@@ -260,7 +263,7 @@ func (st *Stack) startServices(ctx context.Context) error {
 		for _, s := range started {
 			errs = append(errs, s.Close())
 		}
-		st.printf("  aggregator and projectors stopped\n")
+		st.printf("  aggregator, projectors and query stopped\n")
 		return errors.Join(errs...)
 	})
 
@@ -290,10 +293,21 @@ func (st *Stack) startServices(ctx context.Context) error {
 		}
 		metrics = append(metrics, name+" http://"+p.MetricsAddr()+"/metrics")
 	}
+	qcfg := queryd.DefaultConfig()
+	qcfg.NATS.URL, qcfg.MetricsAddr, qcfg.Query.Partitions = st.natsURL, "127.0.0.1:0", st.cfg.Partitions
+	query, err := queryd.NewMain(qcfg, st.log.With("service", "query"))
+	if err != nil {
+		return err
+	}
+	started = append(started, query)
+	if err := query.Run(ctx); err != nil {
+		return err
+	}
+	metrics = append(metrics, "query http://"+query.MetricsAddr()+"/metrics")
 	for _, s := range started {
 		go st.watch(s)
 	}
-	st.printf("  %-11s aggregator; projectors %s\n", "services", strings.Join(readmodel.Names(), ", "))
+	st.printf("  %-11s aggregator; projectors %s; query (NATS micro service %s)\n", "services", strings.Join(readmodel.Names(), ", "), contract.QueryService)
 	st.printf("  %-11s %s\n", "metrics", strings.Join(metrics, "\n              "))
 	return nil
 }

@@ -177,11 +177,18 @@ func CheckPartitions(ctx context.Context, js jetstream.JetStream, partitions int
 		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", name, err)
 		}
-		recorded := s.CachedInfo().Config.Metadata[PartitionsKey]
-		if recorded != strconv.Itoa(partitions) {
-			return fmt.Errorf("%w: stream %s was created with %q partitions, this binary is configured for %d",
-				ErrPartitionMismatch, name, recorded, partitions)
+		if err := checkRecorded(s, partitions); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+func checkRecorded(s jetstream.Stream, partitions int) error {
+	cfg := s.CachedInfo().Config
+	if recorded := cfg.Metadata[PartitionsKey]; recorded != strconv.Itoa(partitions) {
+		return fmt.Errorf("%w: stream %s was created with %q partitions, this binary is configured for %d",
+			ErrPartitionMismatch, cfg.Name, recorded, partitions)
 	}
 	return nil
 }
@@ -195,4 +202,15 @@ func RequireStreams(ctx context.Context, js jetstream.JetStream, partitions int)
 		}
 	}
 	return CheckPartitions(ctx, js, partitions)
+}
+
+// RequireEventsStream verifies that the events stream exists with the given
+// partition count: for the query service, whose role may look at no other
+// stream.
+func RequireEventsStream(ctx context.Context, js jetstream.JetStream, partitions int) error {
+	s, err := js.Stream(ctx, contract.EventsStream)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", contract.EventsStream, err)
+	}
+	return checkRecorded(s, partitions)
 }

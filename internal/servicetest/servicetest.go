@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetsource/jetsource/internal/aggregatord"
 	"github.com/jetsource/jetsource/internal/projectord"
+	"github.com/jetsource/jetsource/internal/queryd"
 )
 
 // Aggregator runs an aggregator on the NATS server at natsURL, with the
@@ -44,6 +45,24 @@ func Projector(tb testing.TB, natsURL, dbURL, projection string, edit ...func(*p
 		e(&cfg)
 	}
 	m, err := projectord.NewMain(cfg, discard())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	start(tb, m)
+	return m
+}
+
+// Query runs an orders-query service on the NATS server at natsURL, with
+// the defaults (no metrics server, logs discarded) changed by edit, until
+// the test ends.
+func Query(tb testing.TB, natsURL string, edit ...func(*queryd.Config)) *queryd.Main {
+	tb.Helper()
+	cfg := queryd.DefaultConfig()
+	cfg.NATS.URL, cfg.MetricsAddr = natsURL, ""
+	for _, e := range edit {
+		e(&cfg)
+	}
+	m, err := queryd.NewMain(cfg, discard())
 	if err != nil {
 		tb.Fatal(err)
 	}

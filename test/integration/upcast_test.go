@@ -25,8 +25,9 @@ import (
 // TestSchemaVersion1EventsAreReadEverywhere seeds the event store with an
 // order shipped at OrderShipped schema version 1, as builds before version
 // 2 wrote it, and runs every binary over it: the aggregator loads the order
-// and accepts the next command, each projector projects it, orderctl shows
-// it, and the Go client decodes it, all in the version 2 shape.
+// and accepts the next command, each projector projects it, the query
+// service answers with it (through orderctl), and the Go client decodes it,
+// all in the version 2 shape.
 func TestSchemaVersion1EventsAreReadEverywhere(t *testing.T) {
 	s := newStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -49,6 +50,7 @@ func TestSchemaVersion1EventsAreReadEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.run("aggregator", "aggregator")
+	s.run("query", "query")
 	for _, name := range readmodel.Names() {
 		s.run(name, "projector", "PROJECTOR_PROJECTION="+name)
 	}
@@ -103,7 +105,8 @@ func TestSchemaVersion1EventsAreReadEverywhere(t *testing.T) {
 		t.Fatalf("%d dead letters, %v", deadLetters, err)
 	}
 
-	// orderctl: the state as of the shipment, and the history.
+	// The query service, through orderctl: the state as of the shipment,
+	// and the history.
 	out := orderctl(t, s, "state", "--version", "5", id)
 	var state struct{ Status, TrackingNumber, Carrier string }
 	if err := json.Unmarshal([]byte(out), &state); err != nil || state.Status != "shipped" || state.TrackingNumber != "1Z999" || state.Carrier != "UPS" {
