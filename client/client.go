@@ -17,13 +17,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/jetsource/jetsource/contract"
 )
 
 // ErrRejected is wrapped by errors for rejected commands; errors.As to a

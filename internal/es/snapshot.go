@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/contract"
 )
 
 // Snapshot is an aggregate's folded state as of an event. It is a cache:

@@ -7,9 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/jetsource/jetsource/contract"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsource/jetsource/contract"
 )
 
 // Command is one command message ready to publish, with the outcome the
