@@ -74,7 +74,7 @@ func TestAggregatorFrozenWhileHoldingCommands(t *testing.T) {
 				}
 				return true, ""
 			})
-			takeovers = append(takeovers, time.Since(frozen))
+			takeovers = append(takeovers, time.Since(frozen).Round(10*time.Millisecond))
 			s.process(victim).thaw()
 			faults = append(faults, fmt.Sprintf("%s holding %d partitions' commands", victim, len(held)))
 		}

@@ -124,7 +124,28 @@ func TestCommandsAreLinearizable(t *testing.T) {
 		return l.State.Order, err
 	}
 
-	orders := []string{"lz-a", "lz-b", "lz-c", "lz-d"}
+	// Four slots hold an order each. A client that reads an order delivered
+	// or canceled puts a new order in its slot and creates it, so that
+	// commands keep meeting live orders however long the run.
+	var slotsMu sync.Mutex
+	orders := []string{"lz-0-0", "lz-1-0", "lz-2-0", "lz-3-0"}
+	generation := make([]int, len(orders))
+	pick := func(rng *rand.Rand) (int, string) {
+		slotsMu.Lock()
+		defer slotsMu.Unlock()
+		i := rng.IntN(len(orders))
+		return i, orders[i]
+	}
+	retire := func(slot int, id string) (string, bool) {
+		slotsMu.Lock()
+		defer slotsMu.Unlock()
+		if orders[slot] != id {
+			return "", false // another client retired it first
+		}
+		generation[slot]++
+		orders[slot] = fmt.Sprintf("lz-%d-%d", slot, generation[slot])
+		return orders[slot], true
+	}
 	// Weighted so that orders live long enough for every transition to be
 	// exercised: mostly adds, some payments at plausible amounts, rare
 	// cancellations.
@@ -190,9 +211,14 @@ func TestCommandsAreLinearizable(t *testing.T) {
 	for client := range 6 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(client)))
+			var create string // a new order this client put in a slot
 			for n := 0; n < cfg.orders || kills.Load() < int64(minKills); n++ {
-				in := lzInput{orderID: orders[rng.IntN(len(orders))]}
-				if rng.IntN(5) != 0 {
+				slot, id := pick(rng)
+				in := lzInput{orderID: id}
+				switch {
+				case create != "":
+					in, create = lzInput{orderID: create, cmd: order.CreateOrder{CustomerID: "c"}}, ""
+				case rng.IntN(5) != 0:
 					in.cmd = randomCommand(rng)
 				}
 				if pay, ok := in.cmd.(order.PayOrder); ok && rng.IntN(2) == 0 {
@@ -212,6 +238,9 @@ func TestCommandsAreLinearizable(t *testing.T) {
 				if out.unknown {
 					ret = math.MaxInt64 // it may take effect at any time after the call
 				}
+				if in.cmd == nil && (out.state.Status == order.StatusDelivered || out.state.Status == order.StatusCanceled) {
+					create, _ = retire(slot, id)
+				}
 				mu.Lock()
 				history = append(history, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 				mu.Unlock()
@@ -222,7 +251,9 @@ func TestCommandsAreLinearizable(t *testing.T) {
 	close(clientsDone)
 	<-killerDone
 	accepted, unknown := 0, 0
+	ids := map[string]bool{}
 	for _, op := range history {
+		ids[op.Input.(lzInput).orderID] = true
 		out := op.Output.(lzOutput)
 		if op.Input.(lzInput).cmd != nil && out.accepted {
 			accepted++
@@ -231,7 +262,8 @@ func TestCommandsAreLinearizable(t *testing.T) {
 			unknown++
 		}
 	}
-	t.Logf("%d operations, %d commands accepted, %d of unknown outcome; %d aggregator kills (SIGKILL)", len(history), accepted, unknown, kills.Load())
+	t.Logf("%d operations on %d orders, %d commands accepted, %d of unknown outcome; %d aggregator kills (SIGKILL)",
+		len(history), len(ids), accepted, unknown, kills.Load())
 	result, info := porcupine.CheckOperationsVerbose(orderModel(), history, time.Minute)
 	if result != porcupine.Ok {
 		path := t.TempDir() + "/linearizability.html"
