@@ -9,6 +9,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -78,4 +80,11 @@ func ReplicaID(service string) string {
 	}
 	// Dots would be subject token separators in NATS.
 	return strings.ReplaceAll(host, ".", "_") + "-" + randomHex(4)
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails: it crashes the program instead
+	return hex.EncodeToString(b)
 }

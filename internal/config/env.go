@@ -1,8 +1,6 @@
 package config
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -277,11 +275,4 @@ func (e *Env) Usage(w io.Writer) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.name, def, v.usage)
 	}
 	return tw.Flush()
-}
-
-// randomHex returns n random bytes in hex.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // never fails: it crashes the program instead
-	return hex.EncodeToString(b)
 }
