@@ -32,6 +32,11 @@ import (
 // wrap contract.ErrInvalidID instead.
 var ErrRejected = errors.New("command rejected")
 
+// ErrNoResult means no result is stored for a command: it is still queued,
+// it was never sent, or its result has expired (the results stream keeps
+// them for a day by default).
+var ErrNoResult = errors.New("no result stored")
+
 // RejectedError is a rejected command's result as an error.
 type RejectedError struct{ Result contract.Result }
 
@@ -181,6 +186,20 @@ func (c *Client) Await(ctx context.Context, commandID string) (contract.Result, 
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	return c.await(ctx, commandID, sub)
+}
+
+// Result returns a command's stored result without waiting for one, or
+// ErrNoResult. A rejection is a result like any other here: its Status
+// says so.
+func (c *Client) Result(ctx context.Context, commandID string) (contract.Result, error) {
+	if err := contract.ValidateID("commandId", commandID); err != nil {
+		return contract.Result{}, err
+	}
+	r, ok, err := c.stored(ctx, commandID)
+	if err == nil && !ok {
+		err = fmt.Errorf("command %s: %w", commandID, ErrNoResult)
+	}
+	return r, err
 }
 
 // await takes the result from the subscription, or from the results stream

@@ -30,17 +30,42 @@ const (
 	maxPoll   = 100 * time.Millisecond
 )
 
+// ErrDeadLettered is wrapped by the *DeadLetteredError WaitForProjection
+// returns when the read model cannot show the command.
+var ErrDeadLettered = errors.New("dead-lettered")
+
+// DeadLetteredError says that a projection's cursor has passed a command's
+// events, but one of the order's events up to them is an open dead letter
+// (failed, or parked behind a failed one): the read model lacks it and the
+// order's later events until an operator retries or skips it (orderctl
+// dlq).
+type DeadLetteredError struct {
+	Projection, OrderID, CommandID string
+	// ID is the dead letter's id; Sequence its event's stream sequence.
+	ID       int64
+	Sequence uint64
+	// Status is failed or parked; Reason the failure.
+	Status, Reason string
+}
+
+func (e *DeadLetteredError) Error() string {
+	return fmt.Sprintf("%s cannot show command %s: the event of order %s at stream sequence %d is dead letter %d (%s: %s)",
+		e.Projection, e.CommandID, e.OrderID, e.Sequence, e.ID, e.Status, e.Reason)
+}
+
+// Unwrap makes a DeadLetteredError match ErrDeadLettered.
+func (e *DeadLetteredError) Unwrap() error { return ErrDeadLettered }
+
 // WaitForProjection returns nil once the projection's cursor for the
-// partition of r's order has reached r.StreamSequence: the read model then
-// holds the command's events and every earlier event of the order. A
-// rejected result appended nothing, so it returns nil at once. It polls
-// projection_checkpoints in schema (backing off from 2 ms to 100 ms) until
-// ctx ends, so give ctx a deadline.
+// partition of r's order has reached r.StreamSequence and none of the
+// order's events up to it is a dead letter: the read model then holds the
+// command's events and every earlier event of the order. If one is, it
+// returns a *DeadLetteredError. A rejected result appended nothing, so it
+// returns nil at once. It polls projection_checkpoints in schema (backing
+// off from 2 ms to 100 ms) until ctx ends, so give ctx a deadline.
 //
 // partitions is the partition count the streams were created with (16
-// unless configured otherwise). A cursor also moves past an event that was
-// dead-lettered: the command's effect is then missing from the read model
-// until an operator retries it (orderctl dlq).
+// unless configured otherwise).
 func WaitForProjection(ctx context.Context, db Querier, schema, projection string, partitions int, r contract.Result) error {
 	switch {
 	case r.Status == contract.StatusRejected:
@@ -66,7 +91,7 @@ func WaitForProjection(ctx context.Context, db Querier, schema, projection strin
 			return fmt.Errorf("wait for %s to reach sequence %d: read cursor of partition %d: %w",
 				projection, r.StreamSequence, partition, err)
 		case uint64(cursor) >= r.StreamSequence:
-			return nil
+			return deadLettered(ctx, db, schema, projection, r)
 		}
 		select {
 		case <-ctx.Done():
@@ -75,4 +100,24 @@ func WaitForProjection(ctx context.Context, db Querier, schema, projection strin
 		case <-time.After(wait):
 		}
 	}
+}
+
+// deadLettered returns a *DeadLetteredError for the first open dead letter
+// among the order's events up to the command's, nil if there is none. The
+// runner writes dead letters in the transaction that moves the cursor past
+// them, so once the cursor has moved they are there.
+func deadLettered(ctx context.Context, db Querier, schema, projection string, r contract.Result) error {
+	e := &DeadLetteredError{Projection: projection, OrderID: r.OrderID, CommandID: r.CommandID}
+	var seq int64
+	err := db.QueryRow(ctx, `SELECT id, stream_sequence, status, error FROM `+pgx.Identifier{schema, "projection_dead_letters"}.Sanitize()+
+		` WHERE projection = $1 AND order_id = $2 AND stream_sequence <= $3 AND status IN ('failed', 'parked')
+		ORDER BY stream_sequence LIMIT 1`, projection, r.OrderID, int64(r.StreamSequence)).Scan(&e.ID, &seq, &e.Status, &e.Reason)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("wait for %s: read dead letters of order %s: %w", projection, r.OrderID, err)
+	}
+	e.Sequence = uint64(seq)
+	return e
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/pgtest"
+	"github.com/jetsource/jetsource/internal/projectord"
 	"github.com/jetsource/jetsource/internal/servicetest"
 )
 
@@ -28,7 +29,7 @@ func TestWaitForProjectionReadsYourWrites(t *testing.T) {
 	srv, nc, _ := natstest.Streams(t, natstest.Partitions)
 	dbURL := cluster.DB(t)
 	servicetest.Aggregator(t, srv.ClientURL())
-	servicetest.Projector(t, srv.ClientURL(), dbURL, "order_summary")
+	servicetest.Projector(t, srv.ClientURL(), dbURL, "order_summary", func(c *projectord.Config) { c.Runner.MaxAttempts = 2 })
 	db, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -85,5 +86,28 @@ func TestWaitForProjectionReadsYourWrites(t *testing.T) {
 	}
 	if err := readmodel.WaitForProjection(ctx, db, "no_such_schema", "order_summary", natstest.Partitions, accepted); err == nil {
 		t.Error("missing schema: no error")
+	}
+
+	// The order's row is gone: the projection dead-letters its next event
+	// and parks the one after. The cursor passes both, but the read model
+	// shows neither: the wait says so.
+	if _, err := db.Exec(ctx, "DELETE FROM jetsource.orders WHERE id = 'ord-ryw-1'"); err != nil {
+		t.Fatal(err)
+	}
+	var results []contract.Result
+	for _, product := range []string{"a", "b"} {
+		r, err := c.Send(ctx, client.NewEnvelope("ord-ryw-1", contract.AddItem{ProductID: product, Quantity: 1, UnitPriceCents: 1}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, r)
+	}
+	for i, r := range results {
+		err := readmodel.WaitForProjection(ctx, db, "jetsource", "order_summary", natstest.Partitions, r)
+		var dead *readmodel.DeadLetteredError
+		if !errors.As(err, &dead) || !errors.Is(err, readmodel.ErrDeadLettered) || dead.Sequence != results[0].StreamSequence ||
+			dead.Status != "failed" || dead.OrderID != "ord-ryw-1" || dead.CommandID != r.CommandID {
+			t.Fatalf("command %d after the lost row: %v (%+v)", i, err, dead)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/devstack"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -16,54 +18,64 @@ import (
 // prints what they have.
 const catchUpWait = 2 * time.Minute
 
-// cmdDev runs the dev stack (package devstack) until ctx ends: then a demo
-// workload, an overview of the read models, and how to talk to the stack.
-func cmdDev(ctx context.Context, s *session, args []string) error {
+func cmdDev(s *session) *cobra.Command {
 	cfg := devstack.DefaultConfig()
-	cfg.DatabaseURL, cfg.Schema, cfg.Partitions, cfg.Out = s.cfg.DatabaseURL, s.cfg.Schema, s.cfg.Streams.Partitions, s.stdout
-	fs := newFlags("dev")
-	fs.StringVar(&cfg.Data, "data", cfg.Data, "directory of the stack's data and log; reused by the next run")
-	fs.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "NATS port on 127.0.0.1 (0: any free port)")
-	fs.IntVar(&cfg.PGPort, "pg-port", cfg.PGPort, "Postgres port on 127.0.0.1, if this one is free (0: any free port); unused with DATABASE_URL")
-	fs.BoolVar(&cfg.Reset, "reset", false, "wipe the data first (with DATABASE_URL, drop JETSOURCE_SCHEMA there too)")
-	demoOrders := fs.Int("demo-orders", 500, "orders the demo workload sends through their lifecycle (0: no demo)")
-	if err := s.parse(fs, args); err != nil {
-		return err
+	var demoOrders int
+	c := &cobra.Command{
+		Use:   "dev",
+		Short: "run NATS, Postgres, the aggregator and every projector here, with a demo",
+		Long: `Runs the all-in-one dev stack of make run in this process: NATS with JetStream,
+a local Postgres (unless DATABASE_URL names one), the streams and the schema,
+the aggregator and a projector per read model. Then it sends a demo workload,
+prints an overview of the read models and the commands to try next, and runs
+until Ctrl-C, which drains the services and stops NATS and Postgres. The data
+stays in --data for the next run.`,
+		Example: `  orderctl dev
+  orderctl dev --reset --demo-orders 50
+  orderctl dev --nats-port 0 --pg-port 0 --data /tmp/dev`,
+		Args: args(0),
 	}
-	switch {
-	case fs.NArg() != 0:
-		return usagef("unexpected arguments %q", fs.Args())
-	case *demoOrders < 0:
-		return usagef("--demo-orders must not be negative")
-	}
-	// Problems with the stack's configuration are told in the flags' names.
-	flags := config.NewEnv(func(string) (string, bool) { return "", false }, &cfg)
-	for name, field := range map[string]any{"data": &cfg.Data, "nats-port": &cfg.NATSPort, "pg-port": &cfg.PGPort} {
-		flags.Override("--"+name, fs.Lookup(name).Value.String(), field)
-	}
-	st, err := devstack.New(cfg)
-	if err := flags.Check(err); err != nil {
-		return usageError{err}
-	}
-	err = st.Run(ctx)
-	if err == nil && *demoOrders > 0 {
-		err = st.Demo(ctx, *demoOrders, newStatusLine(s.stdout, 2*time.Second))
-	}
-	if err == nil {
-		err = report(ctx, s, st, cfg.Data)
-	}
-	if err == nil {
-		select {
-		case <-ctx.Done():
-		case <-st.Done():
-			err = st.Err()
+	c.RunE = s.runE(func(ctx context.Context, _ []string) error {
+		if demoOrders < 0 {
+			return usagef("--demo-orders %d: want 0 (no demo) or more", demoOrders)
 		}
-	}
-	if ctx.Err() != nil {
-		err = nil // Ctrl-C: stop cleanly, whatever the stack was doing
-		fmt.Fprintln(s.stdout)
-	}
-	return errors.Join(err, st.Close())
+		cfg.DatabaseURL, cfg.Schema, cfg.Partitions, cfg.Out = s.cfg.DatabaseURL, s.cfg.Schema, s.cfg.Streams.Partitions, s.stdout
+		// Problems with the stack's configuration are told in the flags' names.
+		flags := config.NewEnv(func(string) (string, bool) { return "", false }, &cfg)
+		for name, field := range map[string]any{"data": &cfg.Data, "nats-port": &cfg.NATSPort, "pg-port": &cfg.PGPort} {
+			flags.Override("--"+name, c.Flags().Lookup(name).Value.String(), field)
+		}
+		st, err := devstack.New(cfg)
+		if err := flags.Check(err); err != nil {
+			return usageError{err}
+		}
+		err = st.Run(ctx)
+		if err == nil && demoOrders > 0 {
+			err = st.Demo(ctx, demoOrders, newStatusLine(s.stdout, 2*time.Second))
+		}
+		if err == nil {
+			err = report(ctx, s, st, cfg.Data)
+		}
+		if err == nil {
+			select {
+			case <-ctx.Done():
+			case <-st.Done():
+				err = st.Err()
+			}
+		}
+		if ctx.Err() != nil {
+			err = nil // Ctrl-C: stop cleanly, whatever the stack was doing
+			fmt.Fprintln(s.stdout)
+		}
+		return errors.Join(err, st.Close())
+	})
+	f := c.Flags()
+	f.StringVar(&cfg.Data, "data", cfg.Data, "directory of the stack's data and log; reused by the next run")
+	f.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "NATS port on 127.0.0.1 (0: any free port)")
+	f.IntVar(&cfg.PGPort, "pg-port", cfg.PGPort, "Postgres port on 127.0.0.1, if this one is free (0: any free port); unused with DATABASE_URL")
+	f.BoolVar(&cfg.Reset, "reset", false, "wipe the data first (with DATABASE_URL, drop JETSOURCE_SCHEMA there too)")
+	f.IntVar(&demoOrders, "demo-orders", 500, "orders the demo workload sends through their lifecycle (0: no demo)")
+	return c
 }
 
 // report waits until the projections have caught up with the event store,
@@ -85,7 +97,7 @@ func report(ctx context.Context, s *session, st *devstack.Stack, data string) er
 		parts[i] = fmt.Sprintf("%s %d events / %.1f s behind", l.Projection, l.EventsBehind, l.SecondsBehind)
 	}
 	fmt.Fprintf(s.stdout, "  Lag: %s\n", strings.Join(parts, ", "))
-	recent := "ord-1"
+	recent := "$order"
 	if len(o.Recent) > 0 {
 		recent = o.Recent[0].ID
 	}
@@ -127,7 +139,10 @@ func waitCaughtUp(ctx context.Context, s *session, st *devstack.Stack) ([]lagRep
 	}
 }
 
-// printHowTo prints the commands that talk to the running stack.
+// printHowTo prints the commands that talk to the running stack. Each works
+// as printed, also when pasted again or after the next run: the new order's
+// id is made fresh in the shell (from the time, in nanoseconds where date
+// has them).
 func printHowTo(s *session, st *devstack.Stack, recent, data string) {
 	fmt.Fprintf(s.stdout, `
 The stack is running. In another terminal, from the repository (make run built
@@ -135,14 +150,18 @@ The stack is running. In another terminal, from the repository (make run built
 
   export NATS_URL=%s
   export DATABASE_URL='%s'
-  ./bin/orderctl send ord-1 CreateOrder '{"customerId":"cust-1","currency":"EUR"}'
+  order=ord-$(date +%%s%%N)
+  ./bin/orderctl send $order CreateOrder '{"customerId":"cust-1","currency":"EUR"}'
+  ./bin/orderctl send --id add-$order $order AddItem '{"productId":"sku-1","quantity":2,"unitPriceCents":1999}'
+  ./bin/orderctl wait --projection order_summary add-$order
+  ./bin/orderctl state $order
   ./bin/orderctl history %s
-  ./bin/orderctl state %s
+  ./bin/orderctl tail     # the events as they come; Ctrl-C stops it
   ./bin/orderctl lag
   ./bin/orderctl dlq list
   psql "$DATABASE_URL" -c 'SELECT status, count(*) FROM %s.orders GROUP BY status'
 
 Logs: %s (JSON).
 Press Ctrl-C to stop; the data stays in %s for the next run (--reset wipes it).
-`, st.NATSURL(), devstack.Redact(st.DatabaseURL()), recent, recent, s.cfg.Schema, st.LogPath(), data)
+`, st.NATSURL(), devstack.Redact(st.DatabaseURL()), recent, s.cfg.Schema, st.LogPath(), data)
 }

@@ -1,85 +1,32 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/workload"
 )
 
-// syncBuffer is an output that a test reads while orderctl writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// devRun is orderctl dev running in the background.
-type devRun struct {
-	out, errOut syncBuffer
-	cancel      context.CancelFunc
-	exit        chan int
-}
-
-func startDev(t *testing.T, args ...string) *devRun {
+// startDev runs orderctl dev in the background.
+func startDev(t *testing.T, args ...string) *background {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &devRun{cancel: cancel, exit: make(chan int, 1)}
-	go func() { d.exit <- run(ctx, append([]string{"dev"}, args...), &d.out, &d.errOut) }()
-	t.Cleanup(func() { d.stop(t) })
-	return d
+	return startBackground(t, append([]string{"dev"}, args...)...)
 }
 
 // ready waits until the stack says how to talk to it, and returns its
 // output so far.
-func (d *devRun) ready(t *testing.T) string {
+func ready(t *testing.T, dev *background) string {
 	t.Helper()
-	eventually.Holds(t, 2*time.Minute, "orderctl dev to be ready", func() (bool, string) {
-		select {
-		case code := <-d.exit:
-			d.exit <- code
-			t.Fatalf("orderctl dev exited with %d before it was ready\nstdout:\n%s\nstderr:\n%s", code, d.out.String(), d.errOut.String())
-		default:
-		}
-		return strings.Contains(d.out.String(), "Press Ctrl-C to stop"), "stdout:\n" + d.out.String() + "\nstderr:\n" + d.errOut.String()
-	})
-	return d.out.String()
-}
-
-// stop presses Ctrl-C and waits for a clean exit.
-func (d *devRun) stop(t *testing.T) {
-	t.Helper()
-	d.cancel()
-	select {
-	case code := <-d.exit:
-		d.exit <- code
-		if code != 0 {
-			t.Errorf("orderctl dev exited with %d\nstdout:\n%s\nstderr:\n%s", code, d.out.String(), d.errOut.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("orderctl dev did not stop")
-	}
+	dev.await(t, 2*time.Minute, "Press Ctrl-C to stop")
+	return dev.out.String()
 }
 
 // devDataDir returns a data directory that Postgres, which runs as user
@@ -95,15 +42,6 @@ func devDataDir(t *testing.T) string {
 	return filepath.Join(dir, "data")
 }
 
-func mustMatch(t *testing.T, out string, patterns ...string) {
-	t.Helper()
-	for _, p := range patterns {
-		if !regexp.MustCompile(p).MatchString(out) {
-			t.Fatalf("output does not match %s:\n%s", p, out)
-		}
-	}
-}
-
 // TestDevStack runs the dev stack with a small demo on a local Postgres,
 // talks to it as its instructions say, stops it, runs it again on the same
 // data, and once more with --reset.
@@ -114,7 +52,7 @@ func TestDevStack(t *testing.T) {
 	today := time.Now().UTC().Format(time.DateOnly)
 
 	dev := startDev(t, "--data", data, "--nats-port", "0", "--pg-port", "0", "--demo-orders", "20")
-	out := dev.ready(t)
+	out := ready(t, dev)
 	mustMatch(t, out,
 		`NATS\s+nats://127\.0\.0\.1:\d+, JetStream data in `+regexp.QuoteMeta(filepath.Join(data, "nats")),
 		`default fsync \(every 2 minutes\)`,
@@ -132,21 +70,31 @@ func TestDevStack(t *testing.T) {
 		`orderctl history demo-`,
 		`make run built\n\./bin/orderctl;`,
 	)
-	// The instructions work.
-	natsURL := regexp.MustCompile(`export NATS_URL=(\S+)`).FindStringSubmatch(out)[1]
+	// Each service serves its metrics where the stack says.
+	for _, url := range regexp.MustCompile(`http://127\.0\.0\.1:\d+/metrics`).FindAllString(out, -1) {
+		res, err := http.Get(url)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %v %v", url, res, err)
+		}
+		res.Body.Close()
+	}
+	if n := strings.Count(out, "/metrics"); n != 4 {
+		t.Fatalf("%d metrics endpoints, want the aggregator's and three projectors':\n%s", n, out)
+	}
+
+	// The printed commands work as printed, also pasted a second time
+	// (issue 14, item 14).
 	dbURL := regexp.MustCompile(`export DATABASE_URL='(\S+)'`).FindStringSubmatch(out)[1]
-	recent := regexp.MustCompile(`orderctl state (\S+)`).FindStringSubmatch(out)[1]
-	t.Setenv("NATS_URL", natsURL)
-	t.Setenv("DATABASE_URL", dbURL)
-	if out, _ := mustRun(t, 0, "lag", "--json"); strings.Count(out, `"eventsBehind":0,"secondsBehind":0,"partitions"`) != 3 {
-		t.Fatalf("lag of the dev stack:\n%s", out)
+	script := printedCommands(t, out)
+	for range 2 {
+		mustMatch(t, runScript(t, script),
+			`(?m)^command cmd-\w+ on order ord-\d+N?: accepted, the order is at version 1 `,
+			`(?m)^command add-ord-\d+N? on order ord-\d+N?: accepted, the order is at version 2 `,
+			`(?m)^order_summary has projected command add-ord-`,
+			`(?m)^  total\s+39\.98 EUR$`,
+			`(?m)^VERSION\s+SEQUENCE\s+TIME\s+TYPE`,
+			`(?m)^order_summary\s+0\s+0\.0\s+0 of 16`)
 	}
-	if out, _ := mustRun(t, 0, "state", recent); !strings.Contains(out, `"id": "`+recent+`"`) {
-		t.Fatalf("state of %s:\n%s", recent, out)
-	}
-	mustRun(t, 0, "send", "--id", "c-dev", "ord-dev", "CreateOrder", `{"customerId":"c"}`)
-	mustRun(t, 0, "wait", "--projection", "order_history", "c-dev")
-	t.Setenv("DATABASE_URL", "")
 
 	// A second stack on the same data is refused.
 	code, _, errOut := orderctl("dev", "--data", data, "--nats-port", "0", "--pg-port", "0")
@@ -156,15 +104,37 @@ func TestDevStack(t *testing.T) {
 
 	dev.stop(t)
 	mustMatch(t, dev.out.String(), `aggregator, projectors and query stopped\n  Postgres stopped\n  NATS stopped\n$`)
+	// Every projector's log line names its projection (issue 14, item 13).
+	logs, err := os.ReadFile(filepath.Join(data, "jetsource.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acquired := 0
+	for _, line := range strings.Split(string(logs), "\n") {
+		if strings.Contains(line, `"msg":"partition acquired"`) {
+			acquired++
+			if !strings.Contains(line, `"service":"aggregator"`) && !regexp.MustCompile(`"projection":"(order_summary|order_history|sales_daily)"`).MatchString(line) {
+				t.Fatalf("a log line names neither the aggregator nor the projection: %s", line)
+			}
+		}
+	}
+	if acquired < 4*16 {
+		t.Fatalf("%d partitions acquired in the log, want the aggregator's and three projectors' 16 each", acquired)
+	}
 
-	// The next run finds the orders of the last one.
+	// The next run finds the orders of the last one, also in the shell
+	// the instructions had DATABASE_URL exported in, naming the stack's
+	// own Postgres, stopped by then (issue 14, item 8).
+	t.Setenv("DATABASE_URL", dbURL)
 	dev = startDev(t, "--data", data, "--nats-port", "0", "--pg-port", "0", "--demo-orders", "0")
-	mustMatch(t, dev.ready(t), `kept from the last run`, `; `+strconv.Itoa(len(cmds))+` events stored`,
-		`Orders by status \(order_summary\): 21 orders: delivered 16, canceled 2, paid 2, draft 1\n`)
+	mustMatch(t, ready(t, dev), `kept from the last run`, `; `+strconv.Itoa(len(cmds)+3)+` events stored`,
+		`Postgres\s+postgres://\S+, data in \S+ \(DATABASE_URL names it, as an earlier run printed\)`,
+		`Orders by status \(order_summary\): 22 orders: delivered 16, .*draft 2`)
 	dev.stop(t)
+	t.Setenv("DATABASE_URL", "")
 
 	dev = startDev(t, "--data", data, "--nats-port", "0", "--pg-port", "0", "--demo-orders", "0", "--reset")
-	out = dev.ready(t)
+	out = ready(t, dev)
 	mustMatch(t, out, `Reset: removed`, `Orders by status \(order_summary\): 0 orders\n`, `Audit trail \(order_history\): 0 events`)
 	if strings.Contains(out, "kept from the last run") || strings.Contains(out, "events stored") {
 		t.Fatalf("after --reset:\n%s", out)
@@ -182,6 +152,49 @@ func TestDevStackNATSPortTaken(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "cannot listen on 127.0.0.1:"+port) || !strings.Contains(errOut, "--nats-port") {
 		t.Fatalf("exit %d, %s", code, errOut)
 	}
-	mustRun(t, 2, "dev", "--demo-orders", "-1")
-	mustRun(t, 2, "dev", "extra")
+}
+
+// printedCommands returns the commands orderctl dev printed for the user,
+// as a shell script, without tail, which runs until Ctrl-C, and without
+// psql where it is not installed.
+func printedCommands(t *testing.T, out string) string {
+	t.Helper()
+	block := regexp.MustCompile(`(?s)\n(  export NATS_URL=.*?)\n\n`).FindStringSubmatch(out)
+	if block == nil {
+		t.Fatalf("no commands printed:\n%s", out)
+	}
+	var lines []string
+	for _, line := range strings.Split(block[1], "\n") {
+		line = strings.TrimSpace(line)
+		_, psqlErr := exec.LookPath("psql")
+		switch {
+		case strings.HasPrefix(line, "./bin/orderctl tail"):
+		case strings.HasPrefix(line, "psql") && psqlErr != nil:
+			t.Logf("psql is not installed; not running %s", line)
+		default:
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runScript runs script in bash, as a user pasting it into a terminal at
+// the repository's root would (with bin/orderctl), stopping at the first
+// command that fails, and returns its output.
+func runScript(t *testing.T, script string) string {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(binary, filepath.Join(root, "bin", "orderctl")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-e", "-c", script)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the printed commands failed: %v\n%s\noutput:\n%s", err, script, out)
+	}
+	return string(out)
 }

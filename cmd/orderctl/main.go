@@ -1,14 +1,14 @@
 // Command orderctl is the operator's and developer's command line for
-// JetSource: send commands, show an order's history or its state as of a
-// version or time, watch and repair the projections (lag, checkpoints,
-// dead letters, rebuilds, read-your-writes), and run the all-in-one dev
-// stack.
+// JetSource: send commands and look up their results, show an order's
+// history or its state as of a version or time, follow the events, watch
+// and repair the projections (lag, checkpoints, dead letters, rebuilds,
+// read-your-writes), set up the streams and the schema, and run the
+// all-in-one dev stack.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,263 +16,224 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/jetsource/jetsource/client"
-	"github.com/jetsource/jetsource/internal/aggregator"
-	"github.com/jetsource/jetsource/internal/config"
-	"github.com/jetsource/jetsource/internal/daemon"
-	"github.com/jetsource/jetsource/internal/es"
-	"github.com/jetsource/jetsource/internal/natsconn"
-	"github.com/jetsource/jetsource/internal/projections"
-	"github.com/jetsource/jetsource/internal/projections/migrations"
+	"github.com/jetsource/jetsource/internal/buildinfo"
+	"github.com/jetsource/jetsource/internal/projections/readmodel"
 )
 
-// Config is orderctl's environment. Only the commands that read the
-// projections need DatabaseURL.
-type Config struct {
-	NATS natsconn.Config
-	// Streams is the stream topology as the aggregator reads it; every
-	// command uses the partition count, streams apply and check the rest.
-	Streams es.Topology
-	// Aggregator holds the lease bucket's settings (LeaseTTL,
-	// StreamReplicas) for streams apply and check.
-	Aggregator  aggregator.Config
-	DatabaseURL string
-	Schema      string
-}
-
-func defaultConfig() Config {
-	return Config{NATS: natsconn.DefaultConfig(), Streams: es.DefaultTopology(), Aggregator: aggregator.DefaultConfig(),
-		Schema: projections.DefaultSchema}
-}
-
-// Validate reports every problem at once, as config.FieldErrors.
-func (c Config) Validate() error {
-	return errors.Join(config.Nest("NATS", c.NATS.Validate()), config.Nest("Streams", c.Streams.Validate()),
-		config.Nest("Aggregator", c.Aggregator.Validate()), migrations.ValidateSchema("Schema", c.Schema))
-}
-
-// mapEnv maps the environment onto cfg; the defaults are cfg's.
-func mapEnv(env *config.Env, cfg *Config) {
-	daemon.MapNATS(env, &cfg.NATS)
-	env.Int("JETSOURCE_PARTITIONS", "partition count the streams were created with", &cfg.Streams.Partitions, &cfg.Aggregator.Partitions)
-	env.Int("JETSOURCE_REPLICAS", "stream replicas (streams apply and check)", &cfg.Streams.Replicas, &cfg.Aggregator.StreamReplicas)
-	env.Duration("JETSOURCE_RESULTS_MAX_AGE", "how long results are kept (streams apply and check)", &cfg.Streams.ResultsMaxAge)
-	env.Duration("JETSOURCE_DUPLICATE_WINDOW", "de-duplication window (streams apply and check)", &cfg.Streams.DuplicateWindow)
-	env.Duration("AGGREGATOR_LEASE_TTL", "the aggregators' lease TTL (streams apply and check)", &cfg.Aggregator.LeaseTTL)
-	env.URL("DATABASE_URL", "PostgreSQL URL of the read models", &cfg.DatabaseURL)
-	env.String("JETSOURCE_SCHEMA", "schema of the read models", &cfg.Schema)
-}
-
-const usage = `orderctl — JetSource command line
-
-Usage:
-  orderctl send [flags] <orderId> <CommandType> [data-json]
-                        send a command and print its result
-  orderctl history [--json] <orderId>
-                        print an order's events
-  orderctl state [--version N] [--at TIME] <orderId>
-                        print an order's state, now or as it was at a version or time (RFC 3339)
-  orderctl lag [--projection NAME] [--json]
-                        events and seconds each partition of the projections is behind
-  orderctl checkpoints --projection NAME
-                        a projection's cursor per partition
-  orderctl dlq list [--projection NAME] [--status STATUS] [--order ID] [--after ID] [--limit N] [--json]
-                        dead letters (status failed, parked, retried, skipped or superseded)
-  orderctl dlq retry --projection NAME <id>
-                        apply a failed event again, then the events parked behind it
-  orderctl dlq skip --projection NAME <id>
-                        drop a failed event, then apply the events parked behind it
-  orderctl rebuild <projection>
-                        rebuild a projection into fresh tables and swap them in (blue/green)
-  orderctl wait --projection NAME [--timeout D] <commandId>
-                        wait until a projection has projected a command's events
-  orderctl streams apply|check
-                        create or update the streams and the aggregator's lease bucket, or
-                        list how they differ from the configuration (exit 1 if they do)
-  orderctl migrate      apply the schema migrations to JETSOURCE_SCHEMA and grant the roles of
-                        deploy/postgres/roles.sql their privileges (run as the schema's owner)
-  orderctl dev [flags]  run NATS, Postgres, the aggregator and every projector in this
-                        process, with a demo workload; see orderctl dev --help
-
-Projections: order_summary, order_history, sales_daily.
-
-Environment: NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_NKEY,
-NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_INBOX_PREFIX, NATS_TLS_CERT, NATS_TLS_KEY,
-NATS_TLS_CA, JETSOURCE_PARTITIONS (default 16); for lag, checkpoints, dlq, rebuild,
-wait and migrate also DATABASE_URL and JETSOURCE_SCHEMA (default jetsource); for streams
-also JETSOURCE_REPLICAS (default 1), JETSOURCE_RESULTS_MAX_AGE (24h),
-JETSOURCE_DUPLICATE_WINDOW (2m) and AGGREGATOR_LEASE_TTL (5s), as the aggregator reads them.
-dev starts its own NATS, and uses DATABASE_URL if set, else a local Postgres.
-`
+// Exit codes, the same for every command.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // could not be done: unreachable, not found, timed out
+	exitUsage    = 2 // the command line or the configuration is wrong
+	exitRejected = 3 // the command sent (or awaited) was rejected
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	// The first signal starts a clean stop; a second one ends the process
 	// at once, should the stop hang.
 	go func() { <-ctx.Done(); stop() }()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-// command is one orderctl subcommand.
-type command func(ctx context.Context, s *session, args []string) error
-
-// run executes one orderctl command and returns the exit code: 0 done, 1
-// failed, 2 bad usage, 3 a sent (or awaited) command was rejected.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	commands := map[string]command{
-		"send":        cmdSend,
-		"history":     cmdHistory,
-		"state":       cmdState,
-		"lag":         cmdLag,
-		"checkpoints": cmdCheckpoints,
-		"dlq":         cmdDLQ,
-		"rebuild":     cmdRebuild,
-		"wait":        cmdWait,
-		"streams":     cmdStreams,
-		"migrate":     cmdMigrate,
-		"dev":         cmdDev,
-	}
-	fn, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "orderctl: unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
-	cfg := defaultConfig()
-	env := config.NewEnv(os.LookupEnv, &cfg)
-	mapEnv(env, &cfg)
-	if err := env.Check(cfg.Validate()); err != nil {
-		fmt.Fprintf(stderr, "orderctl: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		return 2
-	}
-	s := &session{cfg: cfg, stdout: stdout, stderr: stderr}
+// run executes one orderctl command line, with the environment read
+// through lookup, and returns the exit code.
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	s := newSession(lookup, stdout, stderr)
 	defer s.close()
-	err := fn(ctx, s, args[1:])
-	var usageErr usageError
-	var rejected *client.RejectedError
+	root := newRoot(s)
+	if len(args) == 0 {
+		// A usage error: the help, but on stderr and with exit code 2.
+		root.SetOut(stderr)
+		_ = root.Help()
+		return exitUsage
+	}
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	return s.exit(cmd, err)
+}
+
+const rootLong = `orderctl — JetSource's command line: send commands, read orders and their
+events, operate the projections, set up the streams and the schema, and run
+the all-in-one dev stack.
+
+Exit codes: 0 done; 1 failed (unreachable, not found, timed out); 2 a usage,
+input or configuration error; 3 the command sent or awaited was rejected.
+
+Projections: ` + "%s" + `.
+
+Configuration comes from the environment, as the services read it (send,
+result, history, state and tail need only NATS; the projection commands also
+DATABASE_URL):
+`
+
+func newRoot(s *session) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "orderctl",
+		Long:          fmt.Sprintf(rootLong, strings.Join(readmodel.Names(), ", ")) + s.envUsage(),
+		Version:       buildinfo.Version(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(s.stdout)
+	root.SetErr(s.stderr)
+	root.SetVersionTemplate("orderctl {{.Version}}\n")
+	root.SetFlagErrorFunc(flagError)
+	root.AddGroup(
+		&cobra.Group{ID: "orders", Title: "Orders:"},
+		&cobra.Group{ID: "projections", Title: "Projections (need DATABASE_URL):"},
+		&cobra.Group{ID: "setup", Title: "Set-up and development:"},
+	)
+	for _, c := range []*cobra.Command{cmdSend(s), cmdResult(s), cmdHistory(s), cmdState(s), cmdTail(s)} {
+		c.GroupID = "orders"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{cmdLag(s), cmdCheckpoints(s), cmdWait(s), cmdDLQ(s), cmdRebuild(s)} {
+		c.GroupID = "projections"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{cmdStreams(s), cmdMigrate(s), cmdDev(s)} {
+		c.GroupID = "setup"
+		root.AddCommand(c)
+	}
+	root.SetHelpCommandGroupID("setup")
+	root.SetCompletionCommandGroupID("setup")
+	return root
+}
+
+// exit reports err, if any, and returns the exit code for it.
+func (s *session) exit(cmd *cobra.Command, err error) int {
+	name := "orderctl"
+	if cmd != nil {
+		name = cmd.CommandPath()
+	}
+	var (
+		usage    usageError
+		invalid  configError
+		rejected *client.RejectedError
+	)
 	switch {
 	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &usageErr):
-		fmt.Fprintf(stderr, "orderctl %s: %v\n\n%s", args[0], err, usage)
-		return 2
+		return exitOK
 	case errors.As(err, &rejected):
-		return 3
+		return exitRejected // the command printed the result
+	case errors.As(err, &invalid):
+		fmt.Fprintf(s.stderr, "%s: invalid configuration (see orderctl --help):\n  %s\n", name,
+			strings.ReplaceAll(invalid.Error(), "\n", "\n  "))
+		return exitUsage
+	case errors.As(err, &usage) || !s.ran:
+		// Errors before the command ran are cobra's: an unknown command,
+		// flag or argument.
+		fmt.Fprintf(s.stderr, "%s: %v; see %s --help\n", name, err, name)
+		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "orderctl %s: %v\n", args[0], err)
-		return 1
+		fmt.Fprintf(s.stderr, "%s: %v\n", name, err)
+		return exitFailed
 	}
 }
 
+// usageError is a mistake on the command line or in its input: exit code 2.
 type usageError struct{ error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// session is one run of orderctl: its configuration, its output, and the
-// connections its command asks for, opened on first use (so that send needs
-// no DATABASE_URL) and closed when the command returns.
-type session struct {
-	cfg            Config
-	stdout, stderr io.Writer
+// configError is a configuration problem, told in the variables' names:
+// exit code 2.
+type configError struct{ error }
 
-	nc     *nats.Conn
-	client *client.Client
-	pool   *pgxpool.Pool
-	admin  *projections.Admin
+// flagError tells a bad flag value in the user's words rather than
+// strconv's.
+func flagError(_ *cobra.Command, err error) error {
+	var invalid *pflag.InvalidValueError
+	if !errors.As(err, &invalid) {
+		return usageError{err}
+	}
+	f := invalid.GetFlag()
+	var want string
+	switch {
+	case errors.As(err, new(*valueError)):
+		want = errors.Unwrap(invalid).Error()
+	case f.Value.Type() == "duration":
+		want = "want a duration such as 500ms, 10s or 1m30s"
+	case strings.Contains(f.Value.Type(), "int"):
+		want = "want a whole number"
+	default:
+		want = "not a valid " + f.Value.Type()
+	}
+	return usagef("--%s %q: %s", f.Name, invalid.GetValue(), want)
 }
 
-func (s *session) close() {
-	if s.pool != nil {
-		s.pool.Close()
-	}
-	if s.nc != nil {
-		s.nc.Close()
+// args checks the positional arguments: names lists them as the synopsis
+// shows them ("<orderId>"), of which the first required must be given.
+func args(required int, names ...string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) < required:
+			return usagef("missing %s", strings.Join(names[len(args):required], " "))
+		case len(args) > len(names):
+			return usagef("unexpected argument %q", args[len(names)])
+		}
+		return nil
 	}
 }
 
-// Client returns the JetSource client, connecting to NATS first.
-func (s *session) Client() (*client.Client, error) {
-	if s.client != nil {
-		return s.client, nil
+// checkConfig reports every configuration problem at once.
+func (s *session) checkConfig() error {
+	if err := s.env.Check(s.cfg.Validate()); err != nil {
+		return configError{err}
 	}
-	nc, err := natsconn.Dial(s.cfg.NATS, "orderctl")
-	if err != nil {
-		return nil, err
-	}
-	s.nc = nc
-	c, err := client.New(nc, client.WithPartitions(s.cfg.Streams.Partitions))
-	if err != nil {
-		return nil, err
-	}
-	s.client = c
-	return c, nil
+	return nil
 }
 
-// DB returns a pool on DATABASE_URL, checking that the projections' tables
-// are there, so that a wrong URL or schema fails with a clear message.
-func (s *session) DB(ctx context.Context) (*pgxpool.Pool, error) {
-	if s.pool != nil {
-		return s.pool, nil
+// runE is the RunE of every orderctl command: it checks the configuration
+// first, and marks that the command ran, so that its errors are told as
+// its own.
+func (s *session) runE(fn func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		s.ran = true
+		if err := s.checkConfig(); err != nil {
+			return err
+		}
+		return fn(cmd.Context(), args)
 	}
-	if s.cfg.DatabaseURL == "" {
-		return nil, errors.New("DATABASE_URL is not set; this command reads the projections' tables in Postgres")
-	}
-	cfg, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "orderctl"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	s.pool = pool
-	var found bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.cfg.Schema+".projection_checkpoints").Scan(&found); err != nil {
-		return nil, fmt.Errorf("postgres at %s: %w", cfg.ConnConfig.Host, err)
-	}
-	if !found {
-		return nil, fmt.Errorf("schema %q of DATABASE_URL has no projection tables: no projector has run against this database yet, or JETSOURCE_SCHEMA names another schema", s.cfg.Schema)
-	}
-	return pool, nil
 }
 
-// Admin returns the projections' operator functions, over Postgres and
-// NATS.
-func (s *session) Admin(ctx context.Context) (*projections.Admin, error) {
-	if s.admin != nil {
-		return s.admin, nil
+// group is a command that only holds subcommands (dlq, streams): without
+// one, or with an unknown one, it is a usage error rather than help.
+func group(s *session, use, short string, subs ...*cobra.Command) *cobra.Command {
+	names := make([]string, len(subs))
+	for i, c := range subs {
+		names[i] = c.Name()
 	}
-	pool, err := s.DB(ctx)
-	if err != nil {
-		return nil, err
+	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	g := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  short + ".",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("want a subcommand: %s", want)
+			}
+			return usagef("unknown subcommand %q; want %s", args[0], want)
+		},
 	}
-	if _, err := s.Client(); err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	admin, err := projections.NewAdmin(pool, js, projections.AdminConfig{Schema: s.cfg.Schema, Partitions: s.cfg.Streams.Partitions})
-	if err != nil {
-		return nil, err
-	}
-	s.admin = admin
-	return admin, nil
+	g.AddCommand(subs...)
+	return g
 }
 
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
+// envUsage is the table of the variables orderctl reads, for the help.
+func (s *session) envUsage() string {
+	var b strings.Builder
+	_ = s.env.Usage(&b)
+	return b.String()
 }
+
+// valueError is a flag value's own explanation of what it wants.
+type valueError struct{ msg string }
+
+func (e *valueError) Error() string { return e.msg }

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -16,31 +15,26 @@ import (
 // the runtime roles of deploy/postgres/roles.sql their privileges: what the
 // migrating role runs before projectors that do not migrate
 // (PROJECTOR_MIGRATE=false) start, and after upgrades.
-func cmdMigrate(ctx context.Context, s *session, args []string) error {
-	fs := newFlags("migrate")
-	if err := s.parse(fs, args); err != nil {
+func cmdMigrate(s *session) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "migrate",
+		Short: "apply the schema migrations and grant the runtime roles their privileges",
+		Long: `Applies the read models' schema migrations to JETSOURCE_SCHEMA in DATABASE_URL
+and grants the roles of deploy/postgres/roles.sql their privileges. Run it as
+the role that owns the schema, before projectors that do not migrate
+(PROJECTOR_MIGRATE=false) start, and after upgrades.`,
+		Example: `  DATABASE_URL=postgres://jetsource_migrator@db/jetsource orderctl migrate`,
+		Args:    args(0),
+	}
+	c.RunE = s.runE(s.migrate)
+	return c
+}
+
+func (s *session) migrate(ctx context.Context, _ []string) error {
+	pool, err := s.connectDB(ctx, "migrate runs as the role that owns the schema")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return usagef("unexpected arguments %q", fs.Args())
-	}
-	if s.cfg.DatabaseURL == "" {
-		return errors.New("DATABASE_URL is not set; migrate runs as the role that owns the schema")
-	}
-	if err := migrations.CheckSchemaName(s.cfg.Schema); err != nil {
-		return fmt.Errorf("JETSOURCE_SCHEMA: %w", err)
-	}
-	cfg, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "orderctl"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	s.pool = pool
-
 	applied, err := migrations.Apply(ctx, pool, s.cfg.Schema)
 	for _, v := range applied {
 		fmt.Fprintf(s.stdout, "applied migration %04d to schema %s\n", v, s.cfg.Schema)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
@@ -15,32 +16,45 @@ import (
 // updates the four streams and the aggregator's lease bucket from the
 // environment the services read; check reports how they differ from it and
 // fails if they do. The services only verify them.
-func cmdStreams(ctx context.Context, s *session, args []string) error {
-	if len(args) == 0 || (args[0] != "apply" && args[0] != "check") {
-		return usagef("streams needs apply or check")
+func cmdStreams(s *session) *cobra.Command {
+	apply := &cobra.Command{
+		Use:   "apply",
+		Short: "create or update the streams and the aggregator's lease bucket",
+		Long: `Creates the four streams and the aggregator's lease bucket, or updates them to
+the configuration (JETSOURCE_PARTITIONS, JETSOURCE_REPLICAS,
+JETSOURCE_RESULTS_MAX_AGE, JETSOURCE_DUPLICATE_WINDOW, AGGREGATOR_LEASE_TTL, as
+the aggregator reads them), and lists what it changed. The partition count of
+existing streams cannot change. Needs the operator role.`,
+		Example: `  orderctl streams apply
+  JETSOURCE_REPLICAS=3 orderctl streams apply`,
+		Args: args(0),
 	}
-	fs := newFlags("streams " + args[0])
-	if err := s.parse(fs, args[1:]); err != nil {
-		return err
+	apply.RunE = s.runE(func(ctx context.Context, _ []string) error { return s.streams(ctx, true) })
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "list how the streams differ from the configuration (exit 1 if they do)",
+		Long: `Lists, one line each, how the streams and the aggregator's lease bucket differ
+from the configuration that streams apply would apply, missing ones included,
+and fails (exit code 1) if they do.`,
+		Example: "  orderctl streams check",
+		Args:    args(0),
 	}
-	if fs.NArg() != 0 {
-		return usagef("unexpected arguments %q", fs.Args())
-	}
+	check.RunE = s.runE(func(ctx context.Context, _ []string) error { return s.streams(ctx, false) })
+	return group(s, "streams", "create, update or check the streams and the lease bucket", apply, check)
+}
+
+func (s *session) streams(ctx context.Context, apply bool) error {
 	topo := s.cfg.Streams
 	bucket := aggregator.LeaseBucketConfig(s.cfg.Aggregator.LeaseTTL, s.cfg.Streams.Replicas)
-	if _, err := s.Client(); err != nil {
+	js, err := s.JetStream()
+	if err != nil {
 		return err
 	}
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-
 	differences, err := streamDifferences(ctx, js, topo, bucket)
 	if err != nil {
 		return err
 	}
-	if args[0] == "check" {
+	if !apply {
 		for _, d := range differences {
 			fmt.Fprintln(s.stdout, d)
 		}
@@ -51,6 +65,13 @@ func cmdStreams(ctx context.Context, s *session, args []string) error {
 		return nil
 	}
 	if err := es.Setup(ctx, js, topo); err != nil {
+		if errors.Is(err, es.ErrPartitionMismatch) {
+			// The partition count of existing streams cannot change: say
+			// so in the variable's words.
+			if _, perr := s.Partitions(ctx); perr != nil {
+				return perr
+			}
+		}
 		return err
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, bucket); err != nil {

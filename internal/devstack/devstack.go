@@ -131,6 +131,12 @@ func (st *Stack) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The instructions of an earlier run export DATABASE_URL: in that shell
+	// it names this stack's own Postgres, stopped now. Start it.
+	ownDB := st.cfg.DatabaseURL != "" && st.cfg.DatabaseURL == st.ownDatabaseURL()
+	if ownDB {
+		st.cfg.DatabaseURL = ""
+	}
 	if st.cfg.Reset {
 		if err := st.wipe(ctx, data, pgDir); err != nil {
 			return err
@@ -147,7 +153,7 @@ func (st *Stack) Run(ctx context.Context) error {
 	if err := st.startNATS(filepath.Join(data, "nats")); err != nil {
 		return err
 	}
-	if err := st.startPostgres(ctx, pgDir, pgBlocked); err != nil {
+	if err := st.startPostgres(ctx, pgDir, pgBlocked, ownDB); err != nil {
 		return err
 	}
 	if err := st.prepare(ctx); err != nil {
@@ -202,7 +208,7 @@ func (st *Stack) prepare(ctx context.Context) error {
 	}
 	st.onStop(func() error { st.pool.Close(); return nil })
 	if _, err := migrations.Apply(ctx, st.pool, st.cfg.Schema); err != nil {
-		return err
+		return databaseURLError(st.cfg.DatabaseURL, err)
 	}
 	if err := st.checkCursors(ctx); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/pgserver"
@@ -87,7 +88,7 @@ func postgresDir(data string) (dir, blocked string, err error) {
 func (st *Stack) wipe(ctx context.Context, data, pgDir string) error {
 	paths := []string{filepath.Join(data, "nats"), st.LogPath()}
 	if st.cfg.DatabaseURL == "" {
-		paths = append(paths, pgDir)
+		paths = append(paths, pgDir, st.ownDatabaseURLPath())
 	}
 	for _, p := range paths {
 		if err := os.RemoveAll(p); err != nil {
@@ -97,7 +98,7 @@ func (st *Stack) wipe(ctx context.Context, data, pgDir string) error {
 	if st.cfg.DatabaseURL != "" {
 		conn, err := pgx.Connect(ctx, st.cfg.DatabaseURL)
 		if err != nil {
-			return fmt.Errorf("reset: connect to DATABASE_URL: %w", err)
+			return databaseURLError(st.cfg.DatabaseURL, fmt.Errorf("reset: connect to DATABASE_URL: %w", err))
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{st.cfg.Schema}.Sanitize()+" CASCADE"); err != nil {
@@ -130,7 +131,32 @@ func (st *Stack) startNATS(dir string) error {
 	return nil
 }
 
-func (st *Stack) startPostgres(ctx context.Context, dir, blocked string) error {
+// ownDatabaseURLPath is where a run records the URL of the Postgres it
+// started, so that the next run knows it when DATABASE_URL names it.
+func (st *Stack) ownDatabaseURLPath() string { return filepath.Join(st.cfg.Data, "postgres.url") }
+
+// ownDatabaseURL is the URL of the Postgres the last run started, if any.
+func (st *Stack) ownDatabaseURL() string {
+	url, err := os.ReadFile(st.ownDatabaseURLPath())
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(url))
+}
+
+// databaseURLError adds what to do to a failure to connect to the
+// Postgres of DATABASE_URL (dbURL, empty for the stack's own).
+func databaseURLError(dbURL string, err error) error {
+	var connect *pgconn.ConnectError
+	if dbURL == "" || !errors.As(err, &connect) {
+		return err
+	}
+	return fmt.Errorf("%w; DATABASE_URL names this Postgres: is it running? Unset DATABASE_URL to have orderctl dev start its own", err)
+}
+
+// startPostgres starts the local Postgres, unless DATABASE_URL names
+// another; own says that DATABASE_URL named this one.
+func (st *Stack) startPostgres(ctx context.Context, dir, blocked string, own bool) error {
 	if st.cfg.DatabaseURL != "" {
 		st.dbURL = st.cfg.DatabaseURL
 		st.printf("  %-11s %s (DATABASE_URL)\n", "Postgres", Redact(st.dbURL))
@@ -164,7 +190,13 @@ func (st *Stack) startPostgres(ctx context.Context, dir, blocked string) error {
 		return err
 	})
 	st.dbURL = srv.URL("postgres")
+	if err := os.WriteFile(st.ownDatabaseURLPath(), []byte(st.dbURL+"\n"), 0o644); err != nil {
+		return fmt.Errorf("record the database URL: %w", err)
+	}
 	where := "data in " + dir
+	if own {
+		where += " (DATABASE_URL names it, as an earlier run printed)"
+	}
 	if blocked != "" {
 		where += " (Postgres runs as user postgres, which cannot enter " + blocked + ")"
 	}

@@ -84,12 +84,12 @@ func TestLostEventsStopTheProjector(t *testing.T) {
 	}
 	lag := orderctl("lag", "--projection", "order_summary")
 	if lag.cmd.ProcessState.ExitCode() == 0 || !strings.Contains(lag.out.String(), projections.ErrEventsMissing.Error()) ||
-		!strings.Contains(lag.out.String(), "orderctl rebuild order_summary") {
+		!strings.Contains(lag.out.String(), "orderctl rebuild --projection order_summary") {
 		t.Fatalf("orderctl lag after the loss: exit %d\n%s", lag.cmd.ProcessState.ExitCode(), lag.out.String())
 	}
 
 	for _, name := range readmodel.Names() {
-		rebuild := orderctl("rebuild", name)
+		rebuild := orderctl("rebuild", "--projection", name)
 		if rebuild.cmd.ProcessState.ExitCode() != 0 {
 			t.Fatalf("orderctl rebuild %s: exit %d\n%s", name, rebuild.cmd.ProcessState.ExitCode(), rebuild.out.String())
 		}

@@ -149,7 +149,7 @@ func TestPostgresKilledDuringRebuild(t *testing.T) {
 		// that swapped before the kill landed does not count, and the next
 		// try goes on.
 		for {
-			rebuild := orderctl("rebuild", "order_summary")
+			rebuild := orderctl("rebuild", "--projection", "order_summary")
 			eventually.True(t, time.Minute, "the rebuild to project into its shadow", func() bool {
 				return rebuild.exited() || shadowOrders(t, s.db) > 0
 			})
@@ -169,7 +169,7 @@ func TestPostgresKilledDuringRebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rebuild := orderctl("rebuild", "order_summary")
+	rebuild := orderctl("rebuild", "--projection", "order_summary")
 	<-rebuild.done
 	if code := rebuild.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(rebuild.out.String(), "the new tables are live") {
 		t.Fatalf("the rebuild after the crash: exit %d\n%s", code, rebuild.out.String())

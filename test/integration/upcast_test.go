@@ -107,7 +107,7 @@ func TestSchemaVersion1EventsAreReadEverywhere(t *testing.T) {
 
 	// The query service, through orderctl: the state as of the shipment,
 	// and the history.
-	out := orderctl(t, s, "state", "--version", "5", id)
+	out := orderctl(t, s, "state", "--json", "--version", "5", id)
 	var state struct{ Status, TrackingNumber, Carrier string }
 	if err := json.Unmarshal([]byte(out), &state); err != nil || state.Status != "shipped" || state.TrackingNumber != "1Z999" || state.Carrier != "UPS" {
 		t.Fatalf("orderctl state: %s (%v)", out, err)
