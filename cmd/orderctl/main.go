@@ -204,7 +204,7 @@ func (s *session) runE(fn func(ctx context.Context, args []string) error) func(*
 
 // group is a command that only holds subcommands (dlq, streams): without
 // one, or with an unknown one, it is a usage error rather than help.
-func group(s *session, use, short string, subs ...*cobra.Command) *cobra.Command {
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 	names := make([]string, len(subs))
 	for i, c := range subs {
 		names[i] = c.Name()

@@ -285,7 +285,7 @@ func timeOrDash(t *time.Time) string {
 }
 
 func cmdDLQ(s *session) *cobra.Command {
-	return group(s, "dlq", "list, retry and skip a projection's dead letters",
+	return group("dlq", "list, retry and skip a projection's dead letters",
 		dlqList(s), dlqResolve(s, true), dlqResolve(s, false))
 }
 

@@ -40,7 +40,7 @@ and fails (exit code 1) if they do.`,
 		Args:    args(0),
 	}
 	check.RunE = s.runE(func(ctx context.Context, _ []string) error { return s.streams(ctx, false) })
-	return group(s, "streams", "create, update or check the streams and the lease bucket", apply, check)
+	return group("streams", "create, update or check the streams and the lease bucket", apply, check)
 }
 
 func (s *session) streams(ctx context.Context, apply bool) error {
