@@ -78,8 +78,8 @@ func TestDevStack(t *testing.T) {
 		}
 		res.Body.Close()
 	}
-	if n := strings.Count(out, "/metrics"); n != 4 {
-		t.Fatalf("%d metrics endpoints, want the aggregator's and three projectors':\n%s", n, out)
+	if n := strings.Count(out, "/metrics"); n != 5 {
+		t.Fatalf("%d metrics endpoints, want the aggregator's, three projectors' and the query service's:\n%s", n, out)
 	}
 
 	// The printed commands work as printed, also pasted a second time
@@ -92,7 +92,7 @@ func TestDevStack(t *testing.T) {
 			`(?m)^command add-ord-\d+N? on order ord-\d+N?: accepted, the order is at version 2 `,
 			`(?m)^order_summary has projected command add-ord-`,
 			`(?m)^  total\s+39\.98 EUR$`,
-			`(?m)^VERSION\s+SEQUENCE\s+TIME\s+TYPE`,
+			`(?m)^VERSION\s+TIME\s+TYPE\s+DATA`,
 			`(?m)^order_summary\s+0\s+0\.0\s+0 of 16`)
 	}
 

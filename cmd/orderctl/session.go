@@ -114,8 +114,7 @@ func (s *session) JetStream() (jetstream.JetStream, error) {
 	return s.js, nil
 }
 
-// Client returns the JetSource client. Commands that address partitions
-// (reading an order's events) call Partitions first.
+// Client returns the JetSource client.
 func (s *session) Client() (*client.Client, error) {
 	if s.client != nil {
 		return s.client, nil
@@ -123,7 +122,7 @@ func (s *session) Client() (*client.Client, error) {
 	if _, err := s.JetStream(); err != nil {
 		return nil, err
 	}
-	c, err := client.New(s.nc, client.WithPartitions(s.cfg.Streams.Partitions))
+	c, err := client.New(s.nc)
 	if err != nil {
 		return nil, err
 	}
