@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/pgtest"
@@ -286,6 +288,14 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%s: exit %d, want 2 and one line on stderr that ends with the help to see\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
 		}
 	}
+	// Every problem of a command's data at once, with the fields it takes.
+	_, errOut := mustRun(t, 2, "send", "ord-1", "AddItem", `{"qty":1,"productId":"a.b"}`)
+	for _, want := range []string{`unknown field "qty"; AddItem takes productId, quantity, unitPriceCents`, `productId: has "."`,
+		"quantity: is required", "unitPriceCents: is required"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("send with bad data does not say %q:\n%s", want, errOut)
+		}
+	}
 	if code, _, errOut := orderctl(); code != 2 || !strings.Contains(errOut, "Usage:") {
 		t.Errorf("bare orderctl: exit %d, want 2 and the help on stderr:\n%s", code, errOut)
 	}
@@ -417,4 +427,51 @@ func TestTail(t *testing.T) {
 		t.Fatalf("tail --json ord-1:\n%s", one.out.String())
 	}
 	mustRun(t, 2, "tail", "ord-1", "ord-2")
+}
+
+// TestSendHelpListsTheContractsFields holds send's table of command types
+// and fields to the contract's types.
+func TestSendHelpListsTheContractsFields(t *testing.T) {
+	lines, last := map[string]string{}, ""
+	for _, line := range strings.Split(commandFields, "\n") {
+		switch f := strings.Fields(line); {
+		case strings.HasPrefix(line, "   ") && last != "": // continued
+			lines[last] += "," + line
+		case strings.HasPrefix(line, "  ") && len(f) > 1:
+			last, lines[f[0]] = f[0], line
+		default:
+			last = ""
+		}
+	}
+	for _, typ := range contract.CommandTypes() {
+		cmd, err := contract.ParseCommand(typ, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := reflect.TypeOf(cmd)
+		var want []string
+		for i := range v.NumField() {
+			name, _, _ := strings.Cut(v.Field(i).Tag.Get("json"), ",")
+			want = append(want, name)
+		}
+		line, ok := lines[typ]
+		if !ok {
+			t.Errorf("send --help does not list %s", typ)
+			continue
+		}
+		got := regexp.MustCompile(`\b([a-z][A-Za-z]*)\*?(?: \(|,|$)`).FindAllStringSubmatch(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), typ)), -1)
+		var names []string
+		for _, m := range got {
+			names = append(names, m[1])
+		}
+		if len(want) == 0 {
+			want = []string{"none"}
+		}
+		if strings.Join(names, " ") != strings.Join(want, " ") {
+			t.Errorf("send --help lists %s with %v, the contract has %v", typ, names, want)
+		}
+	}
+	if len(lines) != len(contract.CommandTypes()) {
+		t.Errorf("send --help lists %d command types, the contract has %d", len(lines), len(contract.CommandTypes()))
+	}
 }

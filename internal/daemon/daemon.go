@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/jetsource/jetsource/internal/buildinfo"
 	"github.com/jetsource/jetsource/internal/config"
@@ -158,9 +159,13 @@ func (b *Binary) usage() {
 	fmt.Fprint(b.stdout, b.synopsis)
 	_ = b.Env.Usage(b.stdout)
 	fmt.Fprintln(b.stdout, "\nFlags:")
-	b.Flags.SetOutput(b.stdout)
-	b.Flags.PrintDefaults()
-	b.Flags.SetOutput(io.Discard)
+	tw := tabwriter.NewWriter(b.stdout, 0, 4, 2, ' ', 0)
+	b.Flags.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace("--"+f.Name+" "+arg), usage)
+	})
+	fmt.Fprintf(tw, "  --help\tprint this help and exit\n")
+	_ = tw.Flush()
 }
 
 // MapNATS maps the NATS variables every binary reads onto c.

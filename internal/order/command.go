@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -129,9 +131,6 @@ func ParseCommand(commandType string, data []byte) (Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -139,12 +138,30 @@ func ParseCommand(commandType string, data []byte) (Command, error) {
 // Decide do, so a client can refuse it before sending it.
 func ValidateCommand(c Command) error { return c.validate() }
 
+// decode reads data into a T and checks it, reporting every problem at
+// once: unknown fields (naming the known ones), values of the wrong type,
+// required fields that are missing, and invalid values, each field once.
 func decode[T Command](data []byte) (Command, error) {
 	var c T
-	if err := decodeStrict(data, &c); err != nil {
+	fields, err := object(data)
+	if err != nil {
 		return nil, err
 	}
-	if err := requirePresent(data, c); err != nil {
+	d := &decoder{shapeless: map[string]bool{}}
+	d.fields(fields, reflect.ValueOf(&c).Elem(), "", c.CommandType())
+	d.missing(fields, required(c), "")
+	// The values that decoded are checked too; a field reported above, or
+	// inside a part that has not the right shape, is not reported again.
+	reported := map[string]bool{}
+	for _, p := range d.problems {
+		reported[p.Field] = true
+	}
+	for _, p := range flatten(c.validate()) {
+		if !reported[p.Field] && !d.inShapeless(p.Field) {
+			d.problems = append(d.problems, p)
+		}
+	}
+	if err := join(d.problems); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -163,71 +180,139 @@ func required(c Command) []string {
 	return nil
 }
 
-// requirePresent checks the fields of required(c), and of every item of a
-// CreateOrder, are present in the JSON. data already decoded strictly.
-func requirePresent(data []byte, c Command) error {
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(data, &fields) != nil {
-		return nil // empty or null data: no fields, and validate reports them
-	}
-	for _, f := range required(c) {
-		if v, ok := fields[f]; !ok || string(v) == "null" {
-			return fieldErr(f, "is required")
-		}
-	}
-	if _, ok := c.(CreateOrder); ok && fields["items"] != nil {
-		var items []map[string]json.RawMessage
-		if err := json.Unmarshal(fields["items"], &items); err != nil {
-			return fieldErr("items", "must be an array of objects")
-		}
-		for i, it := range items {
-			for _, f := range required(AddItem{}) {
-				if v, ok := it[f]; !ok || string(v) == "null" {
-					return fieldErr(fmt.Sprintf("items[%d].%s", i, f), "is required")
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func decodeStrict(data []byte, v any) error {
+// object splits command data, a JSON object, into its fields. Empty or null
+// data is an empty object.
+func object(data []byte) (map[string]json.RawMessage, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || bytes.Equal(data, []byte("null")) {
-		data = []byte("{}")
+		return map[string]json.RawMessage{}, nil
 	}
 	if data[0] != '{' {
-		return fieldErr("data", "must be a JSON object")
+		return nil, fieldErr("data", "must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonFieldError("data", err)
+	var fields map[string]json.RawMessage
+	if err := dec.Decode(&fields); err != nil {
+		return nil, jsonFieldError("data", err)
 	}
 	if dec.More() {
-		return fieldErr("data", "has trailing content after the JSON object")
+		return nil, fieldErr("data", "has trailing content after the JSON object")
 	}
-	return nil
+	return fields, nil
+}
+
+// decoder decodes a command's fields one by one, collecting every problem.
+type decoder struct {
+	problems []*FieldError
+	// shapeless holds the fields that are not the object or list they
+	// should be: what is inside them is not checked.
+	shapeless map[string]bool
+}
+
+// fields decodes fields into the struct v: every unknown field and every
+// value of the wrong type is reported; a list of structs (CreateOrder's
+// items) is decoded element by element. prefix comes before the field
+// names; what names the struct in the message about unknown fields.
+func (d *decoder) fields(fields map[string]json.RawMessage, v reflect.Value, prefix, what string) {
+	var known []string
+	byName := map[string]reflect.Value{}
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		known = append(known, name)
+		byName[name] = v.Field(i)
+	}
+	var unknown []string
+	for name := range fields {
+		if _, ok := byName[name]; !ok {
+			unknown = append(unknown, strconv.Quote(name))
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		takes := what + " takes no data"
+		if len(known) > 0 {
+			takes = what + " takes " + strings.Join(known, ", ")
+		}
+		field, noun := strings.TrimSuffix(prefix, "."), "an unknown field"
+		if field == "" {
+			field = "data"
+		}
+		if len(unknown) > 1 {
+			noun = "unknown fields"
+		}
+		d.problems = append(d.problems, fieldErr(field, "has %s %s; %s", noun, strings.Join(unknown, ", "), takes))
+	}
+	for _, name := range known {
+		raw, ok := fields[name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		f := byName[name]
+		if f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+			d.list(raw, f, prefix+name)
+			continue
+		}
+		if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
+			d.problems = append(d.problems, jsonFieldError(prefix+name, err))
+		}
+	}
+}
+
+// list decodes a JSON array of objects into the slice f.
+func (d *decoder) list(raw json.RawMessage, f reflect.Value, field string) {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		d.shapeless[field] = true
+		d.problems = append(d.problems, fieldErr(field, "must be an array of objects"))
+		return
+	}
+	f.Set(reflect.MakeSlice(f.Type(), len(elems), len(elems)))
+	for i, e := range elems {
+		elem := fmt.Sprintf("%s[%d]", field, i)
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(e, &fields); err != nil || fields == nil {
+			d.shapeless[elem] = true
+			d.problems = append(d.problems, fieldErr(elem, "must be an object"))
+			continue
+		}
+		d.fields(fields, f.Index(i), elem+".", "an item")
+		if c, ok := f.Index(i).Interface().(Command); ok {
+			d.missing(fields, required(c), elem+".")
+		}
+	}
+}
+
+// missing reports the fields of names that fields lacks or holds null.
+func (d *decoder) missing(fields map[string]json.RawMessage, names []string, prefix string) {
+	for _, f := range names {
+		if v, ok := fields[f]; !ok || string(v) == "null" {
+			d.problems = append(d.problems, fieldErr(prefix+f, "is required"))
+		}
+	}
+}
+
+// inShapeless reports whether field lies inside a shapeless one.
+func (d *decoder) inShapeless(field string) bool {
+	for f := range d.shapeless {
+		if strings.HasPrefix(field, f+".") || strings.HasPrefix(field, f+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // jsonFieldError turns encoding/json's errors into a FieldError naming the
 // field, which is what a sender needs to fix the message.
-func jsonFieldError(prefix string, err error) error {
+func jsonFieldError(field string, err error) *FieldError {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &typeErr):
-		field := prefix
-		if typeErr.Field != "" {
-			field = typeErr.Field
-		}
 		return fieldErr(field, "must be %s, got JSON %s", kindName(typeErr.Type.Kind()), typeErr.Value)
 	case errors.As(err, &syntaxErr):
-		return fieldErr(prefix, "is not valid JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fieldErr(prefix, "has an unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return fieldErr(field, "is not valid JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
 	default:
-		return fieldErr(prefix, "is not valid JSON: %v", err)
+		return fieldErr(field, "is not valid JSON: %v", err)
 	}
 }
 
@@ -239,7 +324,7 @@ func kindName(k reflect.Kind) string {
 		return "a string"
 	case reflect.Slice:
 		return "an array"
-	case reflect.Struct:
+	case reflect.Struct, reflect.Map:
 		return "an object"
 	default:
 		return k.String()
@@ -247,37 +332,33 @@ func kindName(k reflect.Kind) string {
 }
 
 func (c CreateOrder) validate() error {
-	if err := ValidateID("customerId", c.CustomerID); err != nil {
-		return err
-	}
+	problems := []error{ValidateID("customerId", c.CustomerID)}
 	if c.Currency != "" && !ValidCurrency(c.Currency) {
-		return fieldErr("currency", "%q is not an ISO 4217 currency code", c.Currency)
+		problems = append(problems, fieldErr("currency", "%q is not an ISO 4217 currency code", c.Currency))
 	}
 	if len(c.Items) > MaxItems {
-		return fieldErr("items", "has %d entries; an order holds at most %d distinct items", len(c.Items), MaxItems)
+		problems = append(problems, fieldErr("items", "has %d entries; an order holds at most %d distinct items", len(c.Items), MaxItems))
 	}
 	for i, it := range c.Items {
-		if err := it.validate(); err != nil {
-			return fieldErr(fmt.Sprintf("items[%d]", i), "%v", err)
+		for _, p := range flatten(it.validate()) {
+			problems = append(problems, fieldErr(fmt.Sprintf("items[%d].%s", i, p.Field), "%s", p.Reason))
 		}
 	}
-	return nil
+	return join(problems)
 }
 
 func (c AddItem) validate() error {
-	if err := ValidateID("productId", c.ProductID); err != nil {
-		return err
-	}
-	if c.Quantity < 1 || c.Quantity > MaxQuantity {
-		return fieldErr("quantity", "is %d; it must be between 1 and %d", c.Quantity, MaxQuantity)
+	problems := []error{ValidateID("productId", c.ProductID)}
+	quantityOK := c.Quantity >= 1 && c.Quantity <= MaxQuantity
+	if !quantityOK {
+		problems = append(problems, fieldErr("quantity", "is %d; it must be between 1 and %d", c.Quantity, MaxQuantity))
 	}
 	if c.UnitPriceCents < 0 {
-		return fieldErr("unitPriceCents", "is %d; it must not be negative", c.UnitPriceCents)
+		problems = append(problems, fieldErr("unitPriceCents", "is %d; it must not be negative", c.UnitPriceCents))
+	} else if _, ok := mulCents(c.Quantity, c.UnitPriceCents); quantityOK && !ok {
+		problems = append(problems, fieldErr("unitPriceCents", "%d times quantity %d overflows a 64-bit cent amount", c.UnitPriceCents, c.Quantity))
 	}
-	if _, ok := mulCents(c.Quantity, c.UnitPriceCents); !ok {
-		return fieldErr("unitPriceCents", "%d times quantity %d overflows a 64-bit cent amount", c.UnitPriceCents, c.Quantity)
-	}
-	return nil
+	return join(problems)
 }
 
 func (c RemoveItem) validate() error { return ValidateID("productId", c.ProductID) }
@@ -285,20 +366,15 @@ func (c RemoveItem) validate() error { return ValidateID("productId", c.ProductI
 func (SubmitOrder) validate() error { return nil }
 
 func (c PayOrder) validate() error {
-	if err := ValidateID("paymentId", c.PaymentID); err != nil {
-		return err
-	}
+	problems := []error{ValidateID("paymentId", c.PaymentID), validateText("method", c.Method)}
 	if c.AmountCents < 0 {
-		return fieldErr("amountCents", "is %d; it must not be negative", c.AmountCents)
+		problems = append(problems, fieldErr("amountCents", "is %d; it must not be negative", c.AmountCents))
 	}
-	return validateText("method", c.Method)
+	return join(problems)
 }
 
 func (c ShipOrder) validate() error {
-	if err := validateText("trackingNumber", c.TrackingNumber); err != nil {
-		return err
-	}
-	return validateText("carrier", c.Carrier)
+	return join([]error{validateText("trackingNumber", c.TrackingNumber), validateText("carrier", c.Carrier)})
 }
 
 func (DeliverOrder) validate() error { return nil }

@@ -93,6 +93,43 @@ func TestParseCommand(t *testing.T) {
 	}
 }
 
+// TestParseCommandReportsEveryProblem: one rejection names every problem of
+// the command, each field once, and an unknown field comes with the fields
+// the command takes.
+func TestParseCommandReportsEveryProblem(t *testing.T) {
+	for _, tt := range []struct {
+		typ, data string
+		want      []string
+	}{
+		{"AddItem", `{"qty":1}`, []string{`data: has an unknown field "qty"; AddItem takes productId, quantity, unitPriceCents`,
+			"productId: is required", "quantity: is required", "unitPriceCents: is required"}},
+		{"AddItem", `{"productId":"a.b","quantity":0,"unitPriceCents":-1}`, []string{`productId: has "." at byte 1`,
+			"quantity: is 0; it must be between 1 and 1000000", "unitPriceCents: is -1; it must not be negative"}},
+		{"PayOrder", `{"paymentId":7,"amountCents":"x","tip":1,"note":2}`, []string{`data: has unknown fields "note", "tip"; PayOrder takes paymentId, amountCents, method`,
+			"paymentId: must be a string, got JSON number", "amountCents: must be an integer, got JSON string", "method: is required"}},
+		{"CreateOrder", `{"customerId":"c","items":[{"productId":"a","qty":1,"unitPriceCents":1},{"productId":"b","quantity":"2","unitPriceCents":1},5]}`,
+			[]string{`items[0]: has an unknown field "qty"; an item takes productId, quantity, unitPriceCents`, "items[0].quantity: is required",
+				"items[1].quantity: must be an integer, got JSON string", "items[2]: must be an object"}},
+		{"SubmitOrder", `{"force":true}`, []string{`data: has an unknown field "force"; SubmitOrder takes no data`}},
+	} {
+		_, err := order.ParseCommand(tt.typ, []byte(tt.data))
+		if !errors.Is(err, order.ErrInvalidCommand) {
+			t.Fatalf("%s %s: %v", tt.typ, tt.data, err)
+		}
+		got := strings.Split(err.Error(), "; ")
+		msg := err.Error()
+		for _, w := range tt.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s %s: %q does not say %q", tt.typ, tt.data, msg, w)
+			}
+		}
+		var all order.FieldErrors
+		if len(tt.want) > 1 && (!errors.As(err, &all) || len(all) != len(tt.want)) {
+			t.Errorf("%s %s: %d problems, want %d: %q", tt.typ, tt.data, len(all), len(tt.want), got)
+		}
+	}
+}
+
 func TestParseEventRoundTrip(t *testing.T) {
 	for _, e := range []order.Event{created, added, order.ItemRemoved{ProductID: "x"}, submitted, paid, shipped, delivered, canceledEvt} {
 		data, err := json.Marshal(e)

@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -31,12 +34,21 @@ func TestBinariesRefuseBadConfiguration(t *testing.T) {
 		{"projector without database", "projector", []string{nats, "PROJECTOR_PROJECTION=orders", "PROJECTOR_BATCH_SIZE=0"}, 2,
 			[]string{`PROJECTOR_PROJECTION="orders": must be one of order_summary, order_history, sales_daily`,
 				`DATABASE_URL is unset`, `PROJECTOR_BATCH_SIZE="0": must be between 1 and 5000`}},
+		{"query service", "query", []string{nats, "QUERY_TIMEOUT=soon", "JETSOURCE_PARTITIONS=0", "LOG_LEVEL=loud"}, 2,
+			[]string{`QUERY_TIMEOUT="soon": not a duration`, `JETSOURCE_PARTITIONS="0": must be between 1 and 1024`,
+				`LOG_LEVEL="loud": must be debug, info, warn or error`}},
+		{"orderctl state ord-1", "orderctl", []string{nats, "JETSOURCE_PARTITIONS=abc", "JETSOURCE_REPLICAS=2", "AGGREGATOR_LEASE_TTL=x"}, 2,
+			[]string{`JETSOURCE_PARTITIONS="abc": not a whole number`, `JETSOURCE_REPLICAS="2": must be 1, 3 or 5`, `AGGREGATOR_LEASE_TTL="x": not a duration`}},
 		{"partition count differs from the streams'", "aggregator", []string{nats, "JETSOURCE_PARTITIONS=8", "METRICS_ADDR=127.0.0.1:0"}, 1,
 			[]string{"partition count mismatch", `created with \"16\" partitions`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := start(t, tt.binary, tt.env...)
+			var args []string
+			if tt.binary == "orderctl" {
+				args = strings.Fields(strings.TrimPrefix(tt.name, "orderctl "))
+			}
+			p := startWith(t, tt.binary, args, tt.env...)
 			select {
 			case <-p.done:
 			case <-time.After(20 * time.Second):
@@ -57,8 +69,8 @@ func TestBinariesRefuseBadConfiguration(t *testing.T) {
 // TestHelpAndVersionStartNothing: with a NATS server running and every
 // variable valid, --help and --version only print (issue 14, item 4).
 func TestHelpAndVersionStartNothing(t *testing.T) {
-	srv, _, js := natstest.Streams(t, 16)
-	for _, binary := range []string{"aggregator", "projector"} {
+	srv, nc, js := natstest.Streams(t, 16)
+	for _, binary := range []string{"aggregator", "projector", "query", "orderctl"} {
 		for _, flag := range []string{"--help", "--version"} {
 			p := startWith(t, binary, []string{flag}, "NATS_URL="+srv.ClientURL(), "METRICS_ADDR=127.0.0.1:0",
 				"PROJECTOR_PROJECTION=order_summary", "DATABASE_URL="+postgres.DB(t))
@@ -73,7 +85,10 @@ func TestHelpAndVersionStartNothing(t *testing.T) {
 			}
 		}
 	}
-	// Nothing joined: no lease bucket, no consumer.
+	// Nothing joined: no query service, no lease bucket, no consumer.
+	if _, err := nc.Request("$SRV.PING."+contract.QueryService, nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("an %s service answers after --help: %v", contract.QueryService, err)
+	}
 	for n := range js.KeyValueStoreNames(t.Context()).Name() {
 		t.Errorf("key-value bucket %s exists after --help", n)
 	}
