@@ -96,6 +96,17 @@ func TestDevStack(t *testing.T) {
 			`(?m)^order_summary\s+0\s+0\.0\s+0 of 16`)
 	}
 
+	// So do the README's, in a shell where the printed variables are
+	// exported (the README's assume make run's default ports).
+	natsURL := regexp.MustCompile(`export NATS_URL=(\S+)`).FindStringSubmatch(out)[1]
+	readme := "export NATS_URL=" + natsURL + "\nexport DATABASE_URL='" + dbURL + "'\n" + readmeCommands(t)
+	for range 2 {
+		mustMatch(t, runScript(t, readme),
+			`(?m)^order ord-\d+N?, version 1 \(as of 20\d\d-`,
+			`(?m)^order_summary has projected command submit-ord-`,
+			`(?m)^rebuilt order_summary: `)
+	}
+
 	// A second stack on the same data is refused.
 	code, _, errOut := orderctl("dev", "--data", data, "--nats-port", "0", "--pg-port", "0")
 	if code != 1 || !strings.Contains(errOut, "another orderctl dev") {
@@ -122,14 +133,15 @@ func TestDevStack(t *testing.T) {
 		t.Fatalf("%d partitions acquired in the log, want the aggregator's and three projectors' 16 each", acquired)
 	}
 
-	// The next run finds the orders of the last one, also in the shell
-	// the instructions had DATABASE_URL exported in, naming the stack's
-	// own Postgres, stopped by then (issue 14, item 8).
+	// The next run finds the orders of the last one (the demo's, and the
+	// four that the printed and the README's commands created), also in
+	// the shell the instructions had DATABASE_URL exported in, naming the
+	// stack's own Postgres, stopped by then (issue 14, item 8).
 	t.Setenv("DATABASE_URL", dbURL)
 	dev = startDev(t, "--data", data, "--nats-port", "0", "--pg-port", "0", "--demo-orders", "0")
-	mustMatch(t, ready(t, dev), `kept from the last run`, `; `+strconv.Itoa(len(cmds)+3)+` events stored`,
+	mustMatch(t, ready(t, dev), `kept from the last run`, `; `+strconv.Itoa(len(cmds)+9)+` events stored`,
 		`Postgres\s+postgres://\S+, data in \S+ \(DATABASE_URL names it, as an earlier run printed\)`,
-		`Orders by status \(order_summary\): 22 orders: delivered 16, .*draft 2`)
+		`Orders by status \(order_summary\): 24 orders: delivered 16, .*draft 2`, `Orders by status .*submitted 2`)
 	dev.stop(t)
 	t.Setenv("DATABASE_URL", "")
 
@@ -174,6 +186,32 @@ func printedCommands(t *testing.T, out string) string {
 		default:
 			lines = append(lines, line)
 		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// readmeCommands returns the shell commands of the README's section on
+// orderctl as a script, without make build and tail.
+func readmeCommands(t *testing.T) string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := regexp.MustCompile(`(?s)\n## orderctl and the Go client\n(.*?)\n## `).FindSubmatch(readme)
+	if section == nil {
+		t.Fatal("README has no section on orderctl")
+	}
+	var lines []string
+	for _, block := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllSubmatch(section[1], -1) {
+		for _, line := range strings.Split(strings.TrimSpace(string(block[1])), "\n") {
+			if line != "make build" && !strings.HasPrefix(line, "./bin/orderctl tail") {
+				lines = append(lines, line)
+			}
+		}
+	}
+	if len(lines) < 15 {
+		t.Fatalf("README's orderctl commands: only %d lines", len(lines))
 	}
 	return strings.Join(lines, "\n")
 }
