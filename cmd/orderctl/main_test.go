@@ -475,3 +475,30 @@ func TestSendHelpListsTheContractsFields(t *testing.T) {
 		t.Errorf("send --help lists %d command types, the contract has %d", len(lines), len(contract.CommandTypes()))
 	}
 }
+
+// TestFailuresSayWhatToDo: a failure (exit 1) is one message that ends
+// with what to do.
+func TestFailuresSayWhatToDo(t *testing.T) {
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
+	if _, errOut := mustRun(t, 1, "send", "ord-1", "SubmitOrder"); !strings.Contains(errOut, "is NATS running there? Set NATS_URL to its address") {
+		t.Errorf("NATS unreachable: %s", errOut)
+	}
+	srv := natstest.Server(t) // no streams, no services
+	t.Setenv("NATS_URL", srv.ClientURL())
+	const streamsApply = "; create the streams with orderctl streams apply (the dev stack creates them)"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"send", "ord-1", "SubmitOrder"}, streamsApply},
+		{[]string{"send", "--id", "c-1", "ord-1", "SubmitOrder"}, streamsApply},
+		{[]string{"result", "c-1"}, streamsApply},
+		{[]string{"tail"}, streamsApply},
+		{[]string{"state", "ord-1"}, "; start the query service (./bin/query; make run starts one)"},
+		{[]string{"history", "ord-1"}, "; start the query service (./bin/query; make run starts one)"},
+	} {
+		if _, errOut := mustRun(t, 1, tt.args...); !strings.HasSuffix(errOut, tt.want+"\n") || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("orderctl %s: %s", strings.Join(tt.args, " "), errOut)
+		}
+	}
+}

@@ -99,7 +99,7 @@ re-sending with the same --id returns that outcome instead of sending it twice.
 			switch r, err := cl.Result(ctx, id); {
 			case errors.Is(err, client.ErrNoResult):
 			case err != nil:
-				return err
+				return resultsError(err)
 			case r.OrderID != orderID:
 				return usagef("command id %s was used for order %s already (its outcome: orderctl result %s); leave --id out for a fresh one", id, r.OrderID, id)
 			default:
@@ -107,10 +107,13 @@ re-sending with the same --id returns that outcome instead of sending it twice.
 				return s.printResult(r, asJSON)
 			}
 		}
-		if err := cl.Publish(ctx, env); err != nil {
-			if errors.Is(err, jetstream.ErrNoStreamResponse) {
-				return fmt.Errorf("%w: no stream stores commands on this NATS server; create the streams with orderctl streams apply (the dev stack creates them)", err)
-			}
+		switch err := cl.Publish(ctx, env); {
+		case errors.Is(err, jetstream.ErrNoStreamResponse):
+			return fmt.Errorf("%w: no stream stores commands on this NATS server; create the streams with orderctl streams apply (the dev stack creates them)", err)
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("NATS did not acknowledge command %s within %s: it may or may not be stored; re-sending it with --id %s is safe (a re-sent command returns its first outcome)",
+				env.ID, timeout, env.ID)
+		case err != nil:
 			return err
 		}
 		r, err := cl.Await(ctx, env.ID)
@@ -189,13 +192,21 @@ expired (results are kept for JETSOURCE_RESULTS_MAX_AGE, a day by default).`,
 			return fmt.Errorf("no result for command %s: it is still queued, was never sent, or its result has expired; wait for it with --timeout 30s", id)
 		}
 		if err != nil {
-			return err
+			return resultsError(err)
 		}
 		return s.printResult(r, asJSON)
 	})
 	c.Flags().DurationVar(&timeout, "timeout", 0, "how long to wait for a result that has not come yet (0: do not wait)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
+}
+
+// resultsError explains a failure to read the results stream.
+func resultsError(err error) error {
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("%w: no stream stores results on this NATS server; create the streams with orderctl streams apply (the dev stack creates them)", err)
+	}
+	return err
 }
 
 func cmdHistory(s *session) *cobra.Command {
