@@ -69,6 +69,7 @@ images:
 	docker build -f deploy/Dockerfile --build-arg BINARY=aggregator -t jetsource/aggregator:dev .
 	docker build -f deploy/Dockerfile --build-arg BINARY=projector -t jetsource/projector:dev .
 	docker build -f deploy/Dockerfile --build-arg BINARY=query -t jetsource/query:dev .
+	docker build -f deploy/Dockerfile --build-arg BINARY=orderctl -t jetsource/orderctl:dev .
 
 clean:
 	rm -rf $(BIN)

@@ -28,7 +28,7 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("compose.yaml: %v", err)
 	}
 
-	want := append(slices.Clone(clusterNodes), "postgres", "aggregator", "query")
+	want := append(slices.Clone(clusterNodes), "postgres", "streams", "aggregator", "query")
 	for _, p := range projections {
 		want = append(want, deploymentName(p))
 	}
@@ -37,12 +37,17 @@ func TestCompose(t *testing.T) {
 	}
 
 	for name, svc := range project.Services {
-		if svc.HealthCheck == nil || svc.HealthCheck.Disable || len(svc.HealthCheck.Test) == 0 {
+		// streams is a job that runs once; the others are probed.
+		if name != "streams" && (svc.HealthCheck == nil || svc.HealthCheck.Disable || len(svc.HealthCheck.Test) == 0) {
 			t.Errorf("%s: no healthcheck", name)
 		}
 		for dep, cfg := range svc.DependsOn {
-			if cfg.Condition != types.ServiceConditionHealthy {
-				t.Errorf("%s: depends on %s with condition %q; want service_healthy", name, dep, cfg.Condition)
+			want := types.ServiceConditionHealthy
+			if dep == "streams" {
+				want = types.ServiceConditionCompletedSuccessfully
+			}
+			if cfg.Condition != want {
+				t.Errorf("%s: depends on %s with condition %q; want %s", name, dep, cfg.Condition, want)
 			}
 		}
 		for _, v := range svc.Volumes {
@@ -59,8 +64,15 @@ func TestCompose(t *testing.T) {
 		if got := value(svc.Environment["SERVER_NAME"]); got != node {
 			t.Errorf("%s: SERVER_NAME=%q, want %q", node, got, node)
 		}
-		if !mounts(svc, filepath.Join(mustAbs(t, "."), natsConf)) {
-			t.Errorf("%s: does not mount %s", node, natsConf)
+		for _, conf := range []string{natsConf, "nats/auth.conf"} {
+			if !mounts(svc, filepath.Join(mustAbs(t, "."), conf)) {
+				t.Errorf("%s: does not mount %s", node, conf)
+			}
+		}
+		for _, r := range authRoles {
+			if value(svc.Environment["JETSOURCE_"+strings.ToUpper(r)+"_PASSWORD"]) == "" {
+				t.Errorf("%s: no password for the NATS user %s", node, r)
+			}
 		}
 		if !strings.HasSuffix(svc.Image, ":"+natsServerVersion(t)+"-alpine") {
 			t.Errorf("%s: image %s, want the nats-server version under test (%s)", node, svc.Image, natsServerVersion(t))
@@ -86,6 +98,33 @@ func TestCompose(t *testing.T) {
 	}
 	if got := value(project.Services["aggregator"].Environment["JETSOURCE_REPLICAS"]); got != "3" {
 		t.Errorf("aggregator: JETSOURCE_REPLICAS=%q; the compose cluster has 3 nodes", got)
+	}
+
+	// The operator's job creates the streams the services verify, with
+	// their settings, before they start.
+	streams := project.Services["streams"]
+	if b := streams.Build; b == nil || b.Args["BINARY"] == nil || *b.Args["BINARY"] != "orderctl" || !slices.Equal(streams.Command, types.ShellCommand{"streams", "apply"}) {
+		t.Errorf("streams: must run orderctl streams apply, built from deploy/Dockerfile with BINARY=orderctl")
+	}
+	roles := map[string]string{"streams": "operator", "aggregator": "aggregator", "query": "query"}
+	for _, p := range projections {
+		roles[deploymentName(p)] = "projector"
+	}
+	for name, role := range roles {
+		env := project.Services[name].Environment
+		if value(env["NATS_USER"]) != role || value(env["NATS_PASSWORD"]) == "" || value(env["NATS_INBOX_PREFIX"]) != "_INBOX."+role {
+			t.Errorf("%s: must connect as the NATS user %s (NATS_USER, NATS_PASSWORD, NATS_INBOX_PREFIX=_INBOX.%s)", name, role, role)
+		}
+		if name == "streams" {
+			continue
+		}
+		// The aggregator and the projectors verify the stream replicas.
+		if name != "query" && value(env["JETSOURCE_REPLICAS"]) != value(streams.Environment["JETSOURCE_REPLICAS"]) {
+			t.Errorf("%s: JETSOURCE_REPLICAS differs from the streams job's", name)
+		}
+		if _, ok := project.Services[name].DependsOn["streams"]; !ok {
+			t.Errorf("%s: must wait for the streams job", name)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,7 +43,7 @@ type variant struct {
 var variants = []variant{
 	{
 		dir: "k8s/base", keda: true, minProjectors: 1, aggregatorReplica: 2, queryReplicas: 2, natsMembers: 1,
-		externalSecrets: []string{"jetsource-postgres"},
+		externalSecrets: []string{"jetsource-postgres", "jetsource-nats-users"},
 	},
 	{
 		dir: "k8s/overlays/dev", namespace: "jetsource-dev", aggregatorReplica: 1, queryReplicas: 1,
@@ -51,7 +52,7 @@ var variants = []variant{
 	{
 		dir: "k8s/overlays/prod", namespace: "jetsource", keda: true, minProjectors: 2, aggregatorReplica: 2, queryReplicas: 2,
 		streamReplicas: "3", natsMembers: 3, spread: true, taggedImages: true,
-		externalSecrets: []string{"jetsource-postgres"},
+		externalSecrets: []string{"jetsource-postgres", "jetsource-nats-users"},
 	},
 }
 
@@ -67,6 +68,7 @@ func TestKustomize(t *testing.T) {
 			for _, p := range projections {
 				objs.checkProjection(t, v, p)
 			}
+			objs.checkSetupJob(t, v)
 			objs.checkSelectors(t)
 		})
 	}
@@ -76,6 +78,7 @@ func TestKustomize(t *testing.T) {
 type objects struct {
 	dir             string
 	deployments     map[string]*appsv1.Deployment
+	jobs            map[string]*batchv1.Job
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	services        map[string]*corev1.Service
 	configMaps      map[string]*corev1.ConfigMap
@@ -100,6 +103,7 @@ func render(t *testing.T, dir string) *objects {
 	o := &objects{
 		dir:             dir,
 		deployments:     map[string]*appsv1.Deployment{},
+		jobs:            map[string]*batchv1.Job{},
 		pdbs:            map[string]*policyv1.PodDisruptionBudget{},
 		services:        map[string]*corev1.Service{},
 		configMaps:      map[string]*corev1.ConfigMap{},
@@ -124,6 +128,8 @@ func (o *objects) add(apiVersion, kind string, data []byte) error {
 	switch apiVersion + " " + kind {
 	case "apps/v1 Deployment":
 		return decodeInto(data, o.deployments, &o.all)
+	case "batch/v1 Job":
+		return decodeInto(data, o.jobs, &o.all)
 	case "policy/v1 PodDisruptionBudget":
 		return decodeInto(data, o.pdbs, &o.all)
 	case "v1 Service":
@@ -454,6 +460,7 @@ func (o *objects) checkAggregator(t *testing.T, v variant) {
 	if got := env["JETSOURCE_REPLICAS"]; got != v.streamReplicas {
 		t.Errorf("%s: JETSOURCE_REPLICAS=%q, want %q", where, got, v.streamReplicas)
 	}
+	checkNATSRole(t, where, env, "aggregator")
 	// Replicas that share an id would hold each other's partition leases.
 	if id, ok := env["AGGREGATOR_REPLICA_ID"]; ok && id != "fieldRef:metadata.name" {
 		t.Errorf("%s: AGGREGATOR_REPLICA_ID=%q is not unique per pod; use the pod name (fieldRef metadata.name) or leave it unset", where, id)
@@ -486,6 +493,7 @@ func (o *objects) checkQuery(t *testing.T, v variant) {
 	if len(o.servicesFor(d)) != 1 {
 		t.Errorf("%s: want exactly one metrics Service, got %d", where, len(o.servicesFor(d)))
 	}
+	checkNATSRole(t, where, o.envs[d.Name], "query")
 }
 
 func (o *objects) checkProjection(t *testing.T, v variant, projection string) {
@@ -502,9 +510,14 @@ func (o *objects) checkProjection(t *testing.T, v variant, projection string) {
 	if got := env["PROJECTOR_PROJECTION"]; got != projection {
 		t.Errorf("%s: PROJECTOR_PROJECTION=%q, want %q", where, got, projection)
 	}
-	if !strings.HasPrefix(env["DATABASE_URL"], "secret:") {
-		t.Errorf("%s: DATABASE_URL must come from a Secret, got %q", where, env["DATABASE_URL"])
+	// Each projection runs as its own PostgreSQL role, which cannot migrate.
+	if !strings.HasPrefix(env["DATABASE_URL"], "secret:") || !strings.HasSuffix(env["DATABASE_URL"], "/"+projection) {
+		t.Errorf("%s: DATABASE_URL must come from a Secret's key %s (the projection's role), got %q", where, projection, env["DATABASE_URL"])
 	}
+	if env["PROJECTOR_MIGRATE"] != "false" {
+		t.Errorf("%s: PROJECTOR_MIGRATE=%q; the setup Job migrates, the runtime role cannot", where, env["PROJECTOR_MIGRATE"])
+	}
+	checkNATSRole(t, where, env, "projector")
 	if n := len(o.pdbsFor(d)); n != 1 {
 		t.Errorf("%s: want exactly one PodDisruptionBudget, got %d", where, n)
 	}
@@ -618,4 +631,83 @@ func show(n *int32) string {
 		return "unset"
 	}
 	return strconv.Itoa(int(*n))
+}
+
+// checkNATSRole: the workload connects as role, a user of
+// deploy/nats/auth.conf, with its password from the Secret
+// jetsource-nats-users and its own reply inbox.
+func checkNATSRole(t *testing.T, where string, env map[string]string, role string) {
+	t.Helper()
+	if env["NATS_USER"] != role || !fromSecret(env["NATS_PASSWORD"], "jetsource-nats-users", role) || env["NATS_INBOX_PREFIX"] != "_INBOX."+role {
+		t.Errorf("%s: must connect as the NATS user %s (NATS_USER, NATS_PASSWORD from jetsource-nats-users/%s, NATS_INBOX_PREFIX=_INBOX.%s); got %q, %q, %q",
+			where, role, role, role, env["NATS_USER"], env["NATS_PASSWORD"], env["NATS_INBOX_PREFIX"])
+	}
+}
+
+// checkSetupJob: the Job jetsource-setup applies the streams as the NATS
+// operator, with the aggregator's topology and lease TTL, and then migrates
+// the schema as the migrating role; hardened like the Deployments.
+func (o *objects) checkSetupJob(t *testing.T, v variant) {
+	job, ok := o.jobs["jetsource-setup"]
+	if !ok || len(o.jobs) != 1 {
+		t.Errorf("%s: want exactly the Job jetsource-setup, got %v", o.dir, slices.Sorted(maps.Keys(o.jobs)))
+		return
+	}
+	where := o.dir + ": Job jetsource-setup"
+	pod := job.Spec.Template.Spec
+	if psc := pod.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 ||
+		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault ||
+		pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken || pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Errorf("%s: pod must run as non-root with seccomp RuntimeDefault, no service account token and no service links", where)
+	}
+	if job.Spec.TTLSecondsAfterFinished == nil {
+		t.Errorf("%s: without ttlSecondsAfterFinished the next apply cannot replace the finished Job", where)
+	}
+	o.checkVolumes(t, where, v, pod.Volumes)
+	if len(pod.InitContainers) != 1 || len(pod.Containers) != 1 {
+		t.Errorf("%s: want the init container streams and the container migrate", where)
+		return
+	}
+	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
+		image, _, _ := strings.Cut(c.Image, ":")
+		image, _, _ = strings.Cut(image, "@")
+		if image != "jetsource/orderctl" || (v.taggedImages && c.Image == image) {
+			t.Errorf("%s: container %s image %q, want a tagged jetsource/orderctl", where, c.Name, c.Image)
+		}
+		sc := c.SecurityContext
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil ||
+			*sc.AllowPrivilegeEscalation || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+			t.Errorf("%s: container %s must have readOnlyRootFilesystem, no privilege escalation and drop ALL capabilities", where, c.Name)
+		}
+		if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+			t.Errorf("%s: container %s has no memory limit", where, c.Name)
+		}
+	}
+	streams, migrate := pod.InitContainers[0], pod.Containers[0]
+	if !slices.Equal(streams.Args, []string{"streams", "apply"}) || !slices.Equal(migrate.Args, []string{"migrate"}) {
+		t.Errorf("%s: want orderctl streams apply, then orderctl migrate; got %v, %v", where, streams.Args, migrate.Args)
+	}
+	env := o.env(t, where, v, streams)
+	checkNATSRole(t, where+" streams", env, "operator")
+	agg := o.envs["aggregator"]
+	for _, name := range []string{"JETSOURCE_PARTITIONS", "JETSOURCE_REPLICAS", "JETSOURCE_RESULTS_MAX_AGE", "JETSOURCE_DUPLICATE_WINDOW", "AGGREGATOR_LEASE_TTL", "NATS_URL"} {
+		if env[name] != agg[name] {
+			t.Errorf("%s: streams apply runs with %s=%q, the aggregator with %q; it would create streams the aggregator refuses", where, name, env[name], agg[name])
+		}
+	}
+	if got := o.env(t, where, v, migrate)["DATABASE_URL"]; !fromSecret(got, "jetsource-postgres", "migrator") {
+		t.Errorf("%s: migrate must run as the migrating role (DATABASE_URL from jetsource-postgres/migrator), got %q", where, got)
+	}
+}
+
+// fromSecret reports whether an env value (as env resolves it) comes from
+// key of the Secret name, or of a Secret kustomize generated from it (the
+// name plus a content hash).
+func fromSecret(value, name, key string) bool {
+	ref, ok := strings.CutPrefix(value, "secret:")
+	if !ok {
+		return false
+	}
+	secret, k, _ := strings.Cut(ref, "/")
+	return k == key && (secret == name || strings.HasPrefix(secret, name+"-"))
 }

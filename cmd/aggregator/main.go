@@ -47,7 +47,7 @@ func mapEnv(env *config.Env, cfg *aggregatord.Config) {
 	env.Int("JETSOURCE_PARTITIONS", "partition count; fixed when the streams are created and recorded in their metadata",
 		&cfg.Streams.Partitions, &cfg.Aggregator.Partitions)
 	env.Int("JETSOURCE_REPLICAS", "stream replicas: 1 in development, 3 or 5 in production",
-		&cfg.Streams.Replicas, &cfg.Aggregator.StreamReplicas)
+		&cfg.Streams.Replicas)
 	env.Duration("JETSOURCE_RESULTS_MAX_AGE", "how long results are kept (and rejections remembered)", &cfg.Streams.ResultsMaxAge)
 	env.Duration("JETSOURCE_DUPLICATE_WINDOW", "JetStream de-duplication window for Nats-Msg-Id (at least 2m)", &cfg.Streams.DuplicateWindow)
 	env.Int("AGGREGATOR_CACHE_SIZE", "orders kept in the in-memory LRU cache (0: no cache)", &cfg.Aggregator.CacheSize)
@@ -59,6 +59,6 @@ func mapEnv(env *config.Env, cfg *aggregatord.Config) {
 	env.String("AGGREGATOR_REPLICA_ID", "this replica's name among the aggregators; unique among running replicas (default: host name and a random suffix)",
 		&cfg.Aggregator.ReplicaID)
 	env.Duration("AGGREGATOR_LEASE_TTL", "a dead replica's partitions are taken over at most this long after its last lease renewal",
-		&cfg.Aggregator.LeaseTTL)
+		&cfg.Aggregator.LeaseTTL, &cfg.Streams.LeaseTTL)
 	daemon.MapOps(env, &cfg.MetricsAddr, &cfg.Tracing)
 }

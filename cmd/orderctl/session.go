@@ -13,7 +13,6 @@ import (
 
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/daemon"
 	"github.com/jetsource/jetsource/internal/es"
@@ -26,38 +25,34 @@ import (
 // projections need DatabaseURL.
 type Config struct {
 	NATS natsconn.Config
-	// Streams is the stream topology as the aggregator reads it; every
-	// command that needs the partition count checks it against the
-	// streams', streams apply and check use the rest.
-	Streams es.Topology
-	// Aggregator holds the lease bucket's settings (LeaseTTL,
-	// StreamReplicas) for streams apply and check.
-	Aggregator  aggregator.Config
+	// Streams is the stream topology and lease TTL as the aggregator reads
+	// them; every command that needs the partition count checks it against
+	// the streams', streams apply and check use the rest.
+	Streams     es.Topology
 	DatabaseURL string
 	Schema      string
 }
 
 func defaultConfig() Config {
-	return Config{NATS: natsconn.DefaultConfig(), Streams: es.DefaultTopology(), Aggregator: aggregator.DefaultConfig(),
-		Schema: projections.DefaultSchema}
+	return Config{NATS: natsconn.DefaultConfig(), Streams: es.DefaultTopology(), Schema: projections.DefaultSchema}
 }
 
 // Validate reports every problem at once, as config.FieldErrors.
 func (c Config) Validate() error {
 	return errors.Join(config.Nest("NATS", c.NATS.Validate()), config.Nest("Streams", c.Streams.Validate()),
-		config.Nest("Aggregator", c.Aggregator.Validate()), migrations.ValidateSchema("Schema", c.Schema))
+		migrations.ValidateSchema("Schema", c.Schema))
 }
 
 // mapEnv maps the environment onto cfg; the defaults are cfg's.
 func mapEnv(env *config.Env, cfg *Config) {
 	daemon.MapNATS(env, &cfg.NATS)
-	env.Int("JETSOURCE_PARTITIONS", "partition count the streams were created with", &cfg.Streams.Partitions, &cfg.Aggregator.Partitions)
+	env.Int("JETSOURCE_PARTITIONS", "partition count the streams were created with", &cfg.Streams.Partitions)
 	env.URL("DATABASE_URL", "PostgreSQL URL of the read models (projection commands, migrate; dev: use it instead of a local Postgres)", &cfg.DatabaseURL)
 	env.String("JETSOURCE_SCHEMA", "schema of the read models", &cfg.Schema)
-	env.Int("JETSOURCE_REPLICAS", "stream replicas (streams apply and check)", &cfg.Streams.Replicas, &cfg.Aggregator.StreamReplicas)
+	env.Int("JETSOURCE_REPLICAS", "stream replicas (streams apply and check)", &cfg.Streams.Replicas)
 	env.Duration("JETSOURCE_RESULTS_MAX_AGE", "how long results are kept (streams apply and check)", &cfg.Streams.ResultsMaxAge)
 	env.Duration("JETSOURCE_DUPLICATE_WINDOW", "de-duplication window (streams apply and check)", &cfg.Streams.DuplicateWindow)
-	env.Duration("AGGREGATOR_LEASE_TTL", "the aggregators' lease TTL (streams apply and check)", &cfg.Aggregator.LeaseTTL)
+	env.Duration("AGGREGATOR_LEASE_TTL", "the aggregators' lease TTL (streams apply and check)", &cfg.Streams.LeaseTTL)
 }
 
 // session is one run of orderctl: its configuration, its output, and the

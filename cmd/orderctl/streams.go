@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 )
 
@@ -44,14 +42,17 @@ and fails (exit code 1) if they do.`,
 }
 
 func (s *session) streams(ctx context.Context, apply bool) error {
-	topo := s.cfg.Streams
-	bucket := aggregator.LeaseBucketConfig(s.cfg.Aggregator.LeaseTTL, s.cfg.Streams.Replicas)
 	js, err := s.JetStream()
 	if err != nil {
 		return err
 	}
-	differences, err := streamDifferences(ctx, js, topo, bucket)
-	if err != nil {
+	// Verify lists every difference, missing streams included.
+	var differences []string
+	var ve *es.VerifyError
+	switch err := es.Verify(ctx, js, s.cfg.Streams); {
+	case errors.As(err, &ve):
+		differences = ve.Differences
+	case err != nil:
 		return err
 	}
 	if !apply {
@@ -64,7 +65,7 @@ func (s *session) streams(ctx context.Context, apply bool) error {
 		fmt.Fprintln(s.stdout, "streams and lease bucket are as configured")
 		return nil
 	}
-	if err := es.Setup(ctx, js, topo); err != nil {
+	if err := es.Setup(ctx, js, s.cfg.Streams); err != nil {
 		if errors.Is(err, es.ErrPartitionMismatch) {
 			// The partition count of existing streams cannot change: say
 			// so in the variable's words.
@@ -74,9 +75,6 @@ func (s *session) streams(ctx context.Context, apply bool) error {
 		}
 		return err
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, bucket); err != nil {
-		return fmt.Errorf("create or update bucket %s: %w", bucket.Bucket, err)
-	}
 	for _, d := range differences {
 		fmt.Fprintln(s.stdout, "applied:", d)
 	}
@@ -84,20 +82,4 @@ func (s *session) streams(ctx context.Context, apply bool) error {
 		fmt.Fprintln(s.stdout, "streams and lease bucket were as configured already")
 	}
 	return nil
-}
-
-// streamDifferences lists, one line each, how the streams and the bucket
-// differ from the configuration, missing ones included.
-func streamDifferences(ctx context.Context, js jetstream.JetStream, topo es.Topology, bucket jetstream.KeyValueConfig) ([]string, error) {
-	var lines []string
-	for _, err := range []error{es.Verify(ctx, js, topo), es.VerifyBucket(ctx, js, bucket)} {
-		var ve *es.VerifyError
-		switch {
-		case errors.As(err, &ve):
-			lines = append(lines, ve.Differences...)
-		case err != nil:
-			return nil, err
-		}
-	}
-	return lines, nil
 }

@@ -30,7 +30,9 @@ func TestStreamsApplyAndCheck(t *testing.T) {
 	if code, out, errOut := orderctl("streams", "check"); code != 0 || !strings.Contains(out, "as configured") {
 		t.Fatalf("check after apply: exit %d\n%s%s", code, out, errOut)
 	}
-	if err := es.Verify(context.Background(), js, es.Topology{Partitions: 16, Replicas: 1, ResultsMaxAge: 24 * time.Hour, DuplicateWindow: 2 * time.Minute}); err != nil {
+	applied := es.DefaultTopology()
+	applied.LeaseTTL = 3 * time.Second
+	if err := es.Verify(context.Background(), js, applied); err != nil {
 		t.Fatalf("streams after apply: %v", err)
 	}
 

@@ -50,7 +50,11 @@ func mapEnv(env *config.Env, cfg *projectord.Config) {
 	env.String("PROJECTOR_PROJECTION", "the read model: "+strings.Join(readmodel.Names(), ", ")+"; or --projection", &cfg.Projection)
 	env.URL("DATABASE_URL", "PostgreSQL URL of the read models (required); pool_max_conns in it sets the pool size", &cfg.DatabaseURL)
 	env.String("JETSOURCE_SCHEMA", "schema of the read-model tables, cursors and dead letters", &cfg.Runner.Schema)
-	env.Int("JETSOURCE_PARTITIONS", "partition count the streams were created with", &cfg.Runner.Partitions)
+	env.Int("JETSOURCE_PARTITIONS", "partition count the streams were created with", &cfg.Runner.Partitions, &cfg.Streams.Partitions)
+	env.Int("JETSOURCE_REPLICAS", "replicas of the streams, as created (the projector verifies ORDERS_EVENTS)", &cfg.Streams.Replicas)
+	env.Duration("JETSOURCE_DUPLICATE_WINDOW", "de-duplication window of the streams, as created", &cfg.Streams.DuplicateWindow)
+	env.Bool("PROJECTOR_MIGRATE", "apply the schema migrations at start-up (needs the schema's owner); false: wait for orderctl migrate",
+		&cfg.Migrate)
 	env.Int("PROJECTOR_BATCH_SIZE", "most events applied in one transaction with the cursor", &cfg.Runner.BatchSize)
 	env.Int("PROJECTOR_MAX_ATTEMPTS", "failures before an event is dead-lettered and its order's later events are parked",
 		&cfg.Runner.MaxAttempts)

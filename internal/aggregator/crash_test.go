@@ -150,7 +150,7 @@ func TestLostLeaseDoesNotRunAPartitionTwice(t *testing.T) {
 	<-stuck
 	// Another write to the lease key makes this replica's next renewal
 	// fail its compare-and-set, as a timed-out renewal would.
-	kv, err := h.js.KeyValue(context.Background(), aggregator.LeaseBucket)
+	kv, err := h.js.KeyValue(context.Background(), es.LeaseBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,13 @@ func (h *harness) runOn(js jetstream.JetStream, set aggregator.Config, hook func
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelError}))
 	}
+	// The lease bucket's TTL is the replicas' lease TTL, as the operator
+	// sets it up.
+	topo := natstest.Topology(natstest.Partitions)
+	topo.LeaseTTL = cfg.LeaseTTL
+	if _, err := js.CreateOrUpdateKeyValue(context.Background(), topo.LeaseBucketConfig()); err != nil {
+		h.t.Fatal(err)
+	}
 	svc, err := aggregator.New(js, cfg)
 	if err != nil {
 		h.t.Fatal(err)

@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// LeaseBucket is the KV bucket in which aggregator replicas announce
-// themselves and lease command partitions.
-const LeaseBucket = "JETSOURCE_AGGREGATOR_LEASES"
+	"github.com/jetsource/jetsource/internal/es"
+)
 
 const (
 	memberPrefix    = "members."
@@ -105,23 +103,6 @@ func (t *tenure) deadline() time.Time { return time.Now().Add(t.left()) }
 // valid reports whether the tenure has not ended yet.
 func (t *tenure) valid() bool { return t.left() > 0 }
 
-// LeaseBucketConfig is the lease bucket of replicas with the given lease
-// TTL: it keeps keys for ttl; limit markers make watchers see expiries as
-// deletions. orderctl streams apply creates it.
-func LeaseBucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:         LeaseBucket,
-		Description:    "JetSource aggregator membership and partition leases",
-		History:        1,
-		TTL:            ttl,
-		LimitMarkerTTL: ttl,
-		// File storage: a restarted server keeps the leases, so no replica
-		// takes a partition that another still runs.
-		Storage:  jetstream.FileStorage,
-		Replicas: replicas,
-	}
-}
-
 func (c *coordinator) memberKey() string { return memberPrefix + c.self }
 
 func leaseKey(partition int) string { return partitionPrefix + strconv.Itoa(partition) }
@@ -177,9 +158,9 @@ func (c *coordinator) loop(ctx context.Context) error {
 				failures = 0
 			} else if failures++; failures*int(c.tick) >= int(c.ttl) {
 				// The bucket has not answered for a whole TTL: every lease
-				// has lapsed. Start over, recreating the bucket and the
-				// watch (a NATS server restarted without its data, say).
-				return fmt.Errorf("lease bucket %s unreachable for %s", LeaseBucket, c.ttl)
+				// has lapsed. Start over, reopening the bucket and the
+				// watch.
+				return fmt.Errorf("lease bucket %s unreachable for %s", es.LeaseBucket, c.ttl)
 			}
 			c.rebalance(ctx)
 		}

@@ -58,7 +58,7 @@ func TestStartsAgainstASlowNATS(t *testing.T) {
 	// rebalanced on the failure of the first.
 	var kv jetstream.KeyValue
 	eventually.True(t, 30*time.Second, "the lease bucket exists", func() bool {
-		kv, err = js.KeyValue(context.Background(), aggregator.LeaseBucket)
+		kv, err = js.KeyValue(context.Background(), es.LeaseBucket)
 		return err == nil
 	})
 	heartbeats := func() uint64 {

@@ -51,10 +51,10 @@ type Config struct {
 	// partitions; it must be unique among the running replicas.
 	ReplicaID string
 	// LeaseTTL is how long a replica's partition leases outlive its last
-	// renewal: the longest a dead replica's partitions stay unowned.
+	// renewal: the longest a dead replica's partitions stay unowned. It must
+	// not exceed the lease bucket's TTL (es.Topology.LeaseTTL), or leases
+	// would lapse while their holders still act on them.
 	LeaseTTL time.Duration
-	// StreamReplicas is the replica count of the lease bucket.
-	StreamReplicas int
 
 	// Logger receives structured logs; slog.Default() if nil.
 	Logger *slog.Logger
@@ -70,16 +70,15 @@ type Config struct {
 // host.
 func DefaultConfig() Config {
 	return Config{
-		Partitions:     contract.DefaultPartitions,
-		MaxRetries:     5,
-		CacheSize:      10_000,
-		SnapshotEvery:  100,
-		AckWait:        30 * time.Second,
-		MaxAckPending:  1000,
-		DrainTimeout:   10 * time.Second,
-		ReplicaID:      config.ReplicaID("aggregator"),
-		LeaseTTL:       5 * time.Second,
-		StreamReplicas: 1,
+		Partitions:    contract.DefaultPartitions,
+		MaxRetries:    5,
+		CacheSize:     10_000,
+		SnapshotEvery: 100,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1000,
+		DrainTimeout:  10 * time.Second,
+		ReplicaID:     config.ReplicaID("aggregator"),
+		LeaseTTL:      5 * time.Second,
 	}
 }
 
@@ -122,9 +121,6 @@ func (c Config) Validate() error {
 	}
 	if err := order.ValidateID("replica id", c.ReplicaID); err != nil {
 		errs = append(errs, config.Invalid("ReplicaID", c.ReplicaID, "%v", err))
-	}
-	if c.StreamReplicas != 1 && c.StreamReplicas != 3 && c.StreamReplicas != 5 {
-		errs = append(errs, config.Invalid("StreamReplicas", c.StreamReplicas, "must be 1, 3 or 5"))
 	}
 	return errors.Join(errs...)
 }
@@ -177,12 +173,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	pause := backoff.New(250*time.Millisecond, 5*time.Second)
 	for {
-		kv, err := s.js.CreateOrUpdateKeyValue(ctx, LeaseBucketConfig(s.cfg.LeaseTTL, s.cfg.StreamReplicas))
+		kv, err := s.js.KeyValue(ctx, es.LeaseBucket)
 		if err == nil {
 			c.kv = kv
 			err = c.loop(ctx)
 		} else {
-			err = fmt.Errorf("create lease bucket %s: %w", LeaseBucket, err)
+			err = fmt.Errorf("open lease bucket %s (orderctl streams apply creates it): %w", es.LeaseBucket, err)
 		}
 		if ctx.Err() != nil {
 			return nil

@@ -60,9 +60,9 @@ func (c Config) Validate() error {
 		errs = append(errs, config.Invalid("Aggregator.Partitions", c.Aggregator.Partitions,
 			"must equal the streams' partition count (%d)", c.Streams.Partitions))
 	}
-	if c.Aggregator.StreamReplicas != c.Streams.Replicas {
-		errs = append(errs, config.Invalid("Aggregator.StreamReplicas", c.Aggregator.StreamReplicas,
-			"must equal the streams' replica count (%d)", c.Streams.Replicas))
+	if c.Aggregator.LeaseTTL != c.Streams.LeaseTTL {
+		errs = append(errs, config.Invalid("Aggregator.LeaseTTL", c.Aggregator.LeaseTTL,
+			"must equal the lease bucket's TTL (%s)", c.Streams.LeaseTTL))
 	}
 	return errors.Join(errs...)
 }
@@ -91,7 +91,7 @@ func NewMain(cfg Config, log *slog.Logger) (*Main, error) {
 }
 
 // Run connects to NATS, serves /healthz at once and /readyz, waits for the
-// streams, and starts handling commands. It returns once the aggregator
+// streams and verifies them, and starts handling commands. It returns once the aggregator
 // runs, or with what keeps it from running (ctx bounds the wait); call
 // Close in either case.
 func (m *Main) Run(ctx context.Context) error {
@@ -128,10 +128,12 @@ func (m *Main) Run(ctx context.Context) error {
 		m.stopOps = m.ops.Background()
 	}
 
-	// Liveness is served from here on; readiness waits for the streams.
-	// A partition mismatch is fatal: waiting cannot fix it.
-	if err := startup.Wait(ctx, m.log, "stream setup", func(err error) bool { return errors.Is(err, es.ErrPartitionMismatch) },
-		func(ctx context.Context) error { return es.Setup(ctx, js, cfg.Streams) }); err != nil {
+	// Liveness is served from here on; readiness waits for the streams and
+	// the lease bucket, which the operator creates (orderctl streams
+	// apply). The aggregator never changes them: if they differ from its
+	// configuration it refuses to start, since waiting cannot fix that.
+	if err := startup.Wait(ctx, m.log, "streams", func(err error) bool { return errors.Is(err, es.ErrStreamMismatch) },
+		func(ctx context.Context) error { return es.Verify(ctx, js, cfg.Streams) }); err != nil {
 		return err
 	}
 

@@ -177,8 +177,9 @@ func (st *Stack) openLog() error {
 	return nil
 }
 
-// prepare creates the streams and the schema, and opens the stack's own
-// connections.
+// prepare creates the streams, the lease bucket and the schema, as the
+// operator does in production (orderctl streams apply, orderctl migrate),
+// and opens the stack's own connections.
 func (st *Stack) prepare(ctx context.Context) error {
 	nc, err := nats.Connect(st.natsURL, nats.Name("jetsource-dev"), nats.MaxReconnects(-1))
 	if err != nil {
@@ -289,6 +290,7 @@ func (st *Stack) startServices(ctx context.Context) error {
 		pcfg := projectord.DefaultConfig()
 		pcfg.NATS.URL, pcfg.DatabaseURL, pcfg.Projection, pcfg.MetricsAddr = st.natsURL, st.dbURL, name, "127.0.0.1:0"
 		pcfg.Runner.Schema, pcfg.Runner.Partitions, pcfg.Runner.BatchWait = st.cfg.Schema, st.cfg.Partitions, BatchWait
+		pcfg.Streams.Partitions = st.cfg.Partitions
 		p, err := projectord.NewMain(pcfg, st.log.With("service", "projector"))
 		if err != nil {
 			return err

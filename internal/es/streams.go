@@ -54,12 +54,17 @@ type Topology struct {
 	ResultsMaxAge time.Duration
 	// DuplicateWindow is JetStream's de-duplication window for Nats-Msg-Id.
 	DuplicateWindow time.Duration
+	// LeaseTTL is the TTL of the aggregators' lease bucket: how long a
+	// replica's partition leases outlive its last renewal. The aggregators
+	// must run with the same lease TTL.
+	LeaseTTL time.Duration
 }
 
 // DefaultTopology is the home of the streams' defaults: R1, results kept a
 // day.
 func DefaultTopology() Topology {
-	return Topology{Partitions: contract.DefaultPartitions, Replicas: 1, ResultsMaxAge: 24 * time.Hour, DuplicateWindow: 2 * time.Minute}
+	return Topology{Partitions: contract.DefaultPartitions, Replicas: 1, ResultsMaxAge: 24 * time.Hour, DuplicateWindow: 2 * time.Minute,
+		LeaseTTL: 5 * time.Second}
 }
 
 // ValidatePartitions checks a partition count; every configuration that
@@ -83,7 +88,30 @@ func (t Topology) Validate() error {
 	if t.DuplicateWindow < 2*time.Minute {
 		errs = append(errs, config.Invalid("DuplicateWindow", t.DuplicateWindow, "must be at least 2m"))
 	}
+	if t.LeaseTTL < time.Second {
+		errs = append(errs, config.Invalid("LeaseTTL", t.LeaseTTL, "must be at least 1s"))
+	}
 	return errors.Join(errs...)
+}
+
+// LeaseBucket is the KV bucket in which aggregator replicas announce
+// themselves and lease command partitions.
+const LeaseBucket = "JETSOURCE_AGGREGATOR_LEASES"
+
+// LeaseBucketConfig is the lease bucket of t: it keeps keys for LeaseTTL;
+// limit markers make watchers see expiries as deletions.
+func (t Topology) LeaseBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         LeaseBucket,
+		Description:    "JetSource aggregator membership and partition leases",
+		History:        1,
+		TTL:            t.LeaseTTL,
+		LimitMarkerTTL: t.LeaseTTL,
+		// File storage: a restarted server keeps the leases, so no replica
+		// takes a partition that another still runs.
+		Storage:  jetstream.FileStorage,
+		Replicas: t.Replicas,
+	}
 }
 
 // StreamConfigs returns the four stream configurations of t.
@@ -147,10 +175,10 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	}
 }
 
-// Setup creates the four streams or updates them to t. It refuses to touch
-// streams recorded with another partition count. Only the operator
-// (orderctl streams apply), the dev stack and tests call it: services
-// Verify the streams and change nothing.
+// Setup creates the four streams and the lease bucket, or updates them to
+// t. It refuses to touch streams recorded with another partition count.
+// Only the operator (orderctl streams apply), the dev stack and tests call
+// it: services Verify them and change nothing.
 func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("stream topology: %w", err)
@@ -162,6 +190,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
 		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, t.LeaseBucketConfig()); err != nil {
+		return fmt.Errorf("create or update bucket %s: %w", LeaseBucket, err)
 	}
 	return nil
 }
@@ -193,24 +224,22 @@ func checkRecorded(s jetstream.Stream, partitions int) error {
 	return nil
 }
 
-// RequireStreams verifies that all four streams exist with the given
-// partition count; services that only read (projectors) use it.
-func RequireStreams(ctx context.Context, js jetstream.JetStream, partitions int) error {
-	for _, name := range []string{contract.CommandsStream, contract.EventsStream, contract.SnapshotsStream, contract.ResultsStream} {
-		if _, err := js.Stream(ctx, name); err != nil {
+// RequireStreams verifies that the named streams (all four when none are
+// named) exist and record the given partition count: what readiness asks,
+// cheaper than Verify, and blind to settings the operator may change while
+// the services run.
+func RequireStreams(ctx context.Context, js jetstream.JetStream, partitions int, names ...string) error {
+	if len(names) == 0 {
+		names = []string{contract.CommandsStream, contract.EventsStream, contract.SnapshotsStream, contract.ResultsStream}
+	}
+	for _, name := range names {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", name, err)
 		}
+		if err := checkRecorded(s, partitions); err != nil {
+			return err
+		}
 	}
-	return CheckPartitions(ctx, js, partitions)
-}
-
-// RequireEventsStream verifies that the events stream exists with the given
-// partition count: for the query service, whose role may look at no other
-// stream.
-func RequireEventsStream(ctx context.Context, js jetstream.JetStream, partitions int) error {
-	s, err := js.Stream(ctx, contract.EventsStream)
-	if err != nil {
-		return fmt.Errorf("look up stream %s: %w", contract.EventsStream, err)
-	}
-	return checkRecorded(s, partitions)
+	return nil
 }

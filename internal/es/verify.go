@@ -22,10 +22,10 @@ var ErrStreamMismatch = errors.New("streams differ from the configuration")
 // exist yet: orderctl streams apply creates it.
 var ErrStreamMissing = errors.New("stream missing")
 
-// Verify checks that the named streams (all four when names is empty)
-// exist with t's configuration and changes nothing. Its error names every
-// difference of every stream; it wraps ErrStreamMismatch (and
-// ErrPartitionMismatch when the partition counts differ), or else
+// Verify checks that the named streams (all four and the lease bucket when
+// names is empty) exist with t's configuration, and changes nothing. Its
+// error names every difference of every stream; it wraps ErrStreamMismatch
+// (and ErrPartitionMismatch when the partition counts differ), or else
 // ErrStreamMissing when streams are missing.
 func Verify(ctx context.Context, js jetstream.JetStream, t Topology, names ...string) error {
 	if err := t.Validate(); err != nil {
@@ -35,8 +35,8 @@ func Verify(ctx context.Context, js jetstream.JetStream, t Topology, names ...st
 	if len(names) > 0 {
 		want = slices.DeleteFunc(want, func(c jetstream.StreamConfig) bool { return !slices.Contains(names, c.Name) })
 	}
-	var missing, differences []string
-	partitions := false
+	var missing, differences, otherCount []string
+	recorded := ""
 	for _, w := range want {
 		s, err := js.Stream(ctx, w.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -50,9 +50,22 @@ func Verify(ctx context.Context, js jetstream.JetStream, t Topology, names ...st
 		for _, d := range Diff(w, got) {
 			differences = append(differences, w.Name+": "+d)
 		}
-		partitions = partitions || got.Metadata[PartitionsKey] != w.Metadata[PartitionsKey]
+		if r := got.Metadata[PartitionsKey]; r != w.Metadata[PartitionsKey] {
+			otherCount, recorded = append(otherCount, w.Name), r
+		}
 	}
-	return verifyError(differences, missing, partitions)
+	if len(otherCount) > 0 {
+		differences = append([]string{fmt.Sprintf("%s: created with %q partitions, this binary is configured for %d (%v)",
+			strings.Join(otherCount, ", "), recorded, t.Partitions, ErrPartitionMismatch)}, differences...)
+	}
+	if len(names) == 0 {
+		d, m, err := bucketDifferences(ctx, js, t.LeaseBucketConfig())
+		if err != nil {
+			return err
+		}
+		differences, missing = append(differences, d...), append(missing, m...)
+	}
+	return verifyError(differences, missing, len(otherCount) > 0)
 }
 
 func verifyError(differences, missing []string, partitions bool) error {
@@ -91,9 +104,10 @@ func (e *VerifyError) Unwrap() []error { return e.sentinels }
 
 // Diff lists how got differs from want in the settings JetSource relies on:
 // subjects and their transform, retention, storage, replicas, limits, the
-// duplicate window, the deny and allow flags, and the recorded partition
-// count. Limits of 0 and -1 both mean none; a want without a duplicate
-// window accepts the server's default.
+// duplicate window, the deny and allow flags, and metadata other than the
+// partition count (which Verify reports on its own). Limits of 0 and -1
+// both mean none; a want without a duplicate window accepts the server's
+// default.
 func Diff(want, got jetstream.StreamConfig) []string {
 	var d []string
 	check := func(name string, w, g any) {
@@ -120,7 +134,9 @@ func Diff(want, got jetstream.StreamConfig) []string {
 	check("allow direct", want.AllowDirect, got.AllowDirect)
 	check("allow atomic publish", want.AllowAtomicPublish, got.AllowAtomicPublish)
 	for _, key := range slices.Sorted(maps.Keys(want.Metadata)) {
-		check("metadata "+key, strconv.Quote(want.Metadata[key]), strconv.Quote(got.Metadata[key]))
+		if key != PartitionsKey {
+			check("metadata "+key, strconv.Quote(want.Metadata[key]), strconv.Quote(got.Metadata[key]))
+		}
 	}
 	return d
 }
@@ -147,31 +163,29 @@ func age(a time.Duration) string {
 	return a.String()
 }
 
-// VerifyBucket checks that the key-value bucket exists with want's
-// history, TTLs, storage, replicas and limits, and changes nothing. Its
-// error wraps ErrStreamMismatch or ErrStreamMissing like Verify's.
-func VerifyBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
+// bucketDifferences lists how the key-value bucket differs from want in
+// history, TTLs, storage, replicas and limits, or that it is missing.
+func bucketDifferences(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (differences, missing []string, err error) {
 	stream := "KV_" + want.Bucket
 	kv, err := js.KeyValue(ctx, want.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return verifyError(nil, []string{stream}, false)
+		return nil, []string{stream}, nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up bucket %s: %w", want.Bucket, err)
+		return nil, nil, fmt.Errorf("look up bucket %s: %w", want.Bucket, err)
 	}
 	status, err := kv.Status(ctx)
 	if err != nil {
-		return fmt.Errorf("bucket %s status: %w", want.Bucket, err)
+		return nil, nil, fmt.Errorf("bucket %s status: %w", want.Bucket, err)
 	}
 	bs, ok := status.(*jetstream.KeyValueBucketStatus)
 	if !ok {
-		return fmt.Errorf("bucket %s: unexpected status type %T", want.Bucket, status)
+		return nil, nil, fmt.Errorf("bucket %s: unexpected status type %T", want.Bucket, status)
 	}
 	got := bs.Config()
-	var d []string
 	check := func(name string, w, g any) {
 		if w != g {
-			d = append(d, fmt.Sprintf("%s: %s is %v, want %v", stream, name, g, w))
+			differences = append(differences, fmt.Sprintf("%s: %s is %v, want %v", stream, name, g, w))
 		}
 	}
 	check("history", max(want.History, 1), got.History)
@@ -181,5 +195,5 @@ func VerifyBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	check("replicas", max(want.Replicas, 1), got.Replicas)
 	check("max bytes", limit(want.MaxBytes), limit(got.MaxBytes))
 	check("max value size", limit(int64(want.MaxValueSize)), limit(int64(got.MaxValueSize)))
-	return verifyError(d, nil, false)
+	return differences, nil, nil
 }

@@ -20,9 +20,12 @@ import (
 // Partitions is the partition count tests use unless they need another.
 const Partitions = contract.DefaultPartitions
 
-// Topology is the dev topology: R1, default limits.
+// Topology is the default topology (R1, default limits and lease TTL, as
+// the binaries' defaults expect) with the given partition count.
 func Topology(partitions int) es.Topology {
-	return es.Topology{Partitions: partitions, Replicas: 1, ResultsMaxAge: time.Hour, DuplicateWindow: 2 * time.Minute}
+	t := es.DefaultTopology()
+	t.Partitions = partitions
+	return t
 }
 
 // Server starts an embedded JetStream server that stops when the test ends.

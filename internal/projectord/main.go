@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
@@ -42,6 +43,14 @@ type Config struct {
 	// Runner is the runner's configuration; its Projection is the read
 	// model Projection names.
 	Runner projections.Config
+	// Streams is the topology ORDERS_EVENTS must have: the projector
+	// verifies the stream and never changes it.
+	Streams es.Topology
+	// Migrate applies the schema migrations at start-up, and so needs a
+	// role that owns the schema. Without it the projector waits until the
+	// schema has every migration it knows (orderctl migrate), and may run as
+	// the projection's runtime role (deploy/postgres/roles.sql).
+	Migrate bool
 	// MetricsAddr is the host:port of /metrics, /healthz and /readyz (port
 	// 0 picks one); empty turns the server off.
 	MetricsAddr string
@@ -50,7 +59,8 @@ type Config struct {
 
 // DefaultConfig returns the defaults of every part.
 func DefaultConfig() Config {
-	return Config{NATS: natsconn.DefaultConfig(), Runner: projections.DefaultConfig(), MetricsAddr: ":9090"}
+	return Config{NATS: natsconn.DefaultConfig(), Runner: projections.DefaultConfig(), Streams: es.DefaultTopology(), Migrate: true,
+		MetricsAddr: ":9090"}
 }
 
 // Validate reports every problem at once, as config.FieldErrors named by
@@ -64,7 +74,11 @@ func (c Config) Validate() error {
 	}
 	runner := c.Runner
 	runner.Projection = p
-	errs = append(errs, config.Nest("Runner", runner.Validate()))
+	errs = append(errs, config.Nest("Runner", runner.Validate()), config.Nest("Streams", c.Streams.Validate()))
+	if c.Runner.Partitions != c.Streams.Partitions {
+		errs = append(errs, config.Invalid("Runner.Partitions", c.Runner.Partitions,
+			"must equal the streams' partition count (%d)", c.Streams.Partitions))
+	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, config.Invalid("DatabaseURL", c.DatabaseURL, "must be set to the read models' database"))
 	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
@@ -101,7 +115,8 @@ func NewMain(cfg Config, log *slog.Logger) (*Main, error) {
 }
 
 // Run connects to NATS and Postgres, serves /healthz at once and /readyz,
-// waits for the streams and the database, migrates the schema and starts
+// waits for the event stream and the database, verifies the stream,
+// migrates the schema (or waits for it to be migrated) and starts
 // projecting. It returns once the projector runs, or with what keeps it
 // from running (ctx bounds the wait); call Close in either case.
 func (m *Main) Run(ctx context.Context) error {
@@ -157,30 +172,42 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
-// waitForDependencies waits for NATS, the streams and Postgres, which may
-// start after the projector, and migrates the schema. A partition mismatch
-// or an unusable schema name is fatal: waiting cannot fix it.
+// waitForDependencies waits for NATS, the event stream and Postgres, which
+// may start after the projector, verifies the stream, and migrates the
+// schema or waits until it is migrated. A stream that differs from the
+// configuration (the partition count, say) or an unusable schema name is
+// fatal: waiting cannot fix it.
 func (m *Main) waitForDependencies(ctx context.Context, js jetstream.JetStream) error {
 	schema := m.cfg.Runner.Schema
 	fatal := func(err error) bool {
-		return errors.Is(err, es.ErrPartitionMismatch) || errors.Is(err, migrations.ErrSchemaName)
+		return errors.Is(err, es.ErrStreamMismatch) || errors.Is(err, migrations.ErrSchemaName)
 	}
-	if err := startup.Wait(ctx, m.log, "event streams", fatal, func(ctx context.Context) error {
-		return es.RequireStreams(ctx, js, m.cfg.Runner.Partitions)
+	if err := startup.Wait(ctx, m.log, "event stream", fatal, func(ctx context.Context) error {
+		return es.Verify(ctx, js, m.cfg.Streams, contract.EventsStream)
 	}); err != nil {
 		return err
 	}
+	if !m.cfg.Migrate {
+		return startup.Wait(ctx, m.log, "schema migrations (orderctl migrate)", fatal, func(ctx context.Context) error {
+			return migrations.Check(ctx, m.pool, schema)
+		})
+	}
 	return startup.Wait(ctx, m.log, "schema migrations", fatal, func(ctx context.Context) error {
 		applied, err := migrations.Apply(ctx, m.pool, schema)
-		if err == nil && len(applied) > 0 {
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
 			m.log.Info("schema migrated", "schema", schema, "versions", applied)
 		}
+		p := m.cfg.Runner.Projection
+		_, err = migrations.Grant(ctx, m.pool, schema, p.Name(), p.Tables())
 		return err
 	})
 }
 
 // readiness is what /readyz asks: connected to NATS and Postgres, the
-// streams present, the runner heartbeating and owning partitions.
+// event stream present, the runner heartbeating and owning partitions.
 func (m *Main) readiness(js jetstream.JetStream, runner *projections.Runner) opsserver.ReadyFunc {
 	return func(ctx context.Context) error {
 		if !m.nc.IsConnected() {
@@ -189,7 +216,7 @@ func (m *Main) readiness(js jetstream.JetStream, runner *projections.Runner) ops
 		if err := m.pool.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
-		if err := es.RequireStreams(ctx, js, m.cfg.Runner.Partitions); err != nil {
+		if err := es.RequireStreams(ctx, js, m.cfg.Runner.Partitions, contract.EventsStream); err != nil {
 			return err
 		}
 		if err := runner.Loss(); err != nil {

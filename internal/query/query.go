@@ -118,7 +118,7 @@ type Service struct {
 }
 
 // Start registers the micro service on nc and answers requests until Stop.
-// It needs the events stream (es.RequireEventsStream).
+// It needs the events stream (es.RequireStreams of ORDERS_EVENTS).
 func Start(nc *nats.Conn, js jetstream.JetStream, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("query config: %w", err)

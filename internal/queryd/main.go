@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
@@ -105,7 +106,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// A partition mismatch is fatal: waiting cannot fix it.
 	partitions := cfg.Query.Partitions
 	if err := startup.Wait(ctx, m.log, "event stream", func(err error) bool { return errors.Is(err, es.ErrPartitionMismatch) },
-		func(ctx context.Context) error { return es.RequireEventsStream(ctx, js, partitions) }); err != nil {
+		func(ctx context.Context) error { return es.RequireStreams(ctx, js, partitions, contract.EventsStream) }); err != nil {
 		return err
 	}
 	qcfg := cfg.Query
@@ -126,7 +127,7 @@ func (m *Main) ready(js jetstream.JetStream) opsserver.ReadyFunc {
 		if !m.nc.IsConnected() {
 			return errors.New("not connected to NATS")
 		}
-		if err := es.RequireEventsStream(ctx, js, m.cfg.Query.Partitions); err != nil {
+		if err := es.RequireStreams(ctx, js, m.cfg.Query.Partitions, contract.EventsStream); err != nil {
 			return err
 		}
 		if svc := m.svc.Load(); svc == nil || svc.Stopped() {

@@ -11,14 +11,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetsource/jetsource/internal/aggregatord"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/projectord"
 	"github.com/jetsource/jetsource/internal/queryd"
 )
 
-// Aggregator runs an aggregator on the NATS server at natsURL, with the
-// defaults (no metrics server, logs discarded) changed by edit, until the
-// test ends.
+// Aggregator sets up the streams and the lease bucket of its configuration
+// on the NATS server at natsURL, as the operator would (orderctl streams
+// apply), and runs an aggregator there, with the defaults (no metrics
+// server, logs discarded) changed by edit, until the test ends.
 func Aggregator(tb testing.TB, natsURL string, edit ...func(*aggregatord.Config)) *aggregatord.Main {
 	tb.Helper()
 	cfg := aggregatord.DefaultConfig()
@@ -26,6 +31,7 @@ func Aggregator(tb testing.TB, natsURL string, edit ...func(*aggregatord.Config)
 	for _, e := range edit {
 		e(&cfg)
 	}
+	setUpStreams(tb, natsURL, cfg.Streams)
 	m, err := aggregatord.NewMain(cfg, discard())
 	if err != nil {
 		tb.Fatal(err)
@@ -68,6 +74,25 @@ func Query(tb testing.TB, natsURL string, edit ...func(*queryd.Config)) *queryd.
 	}
 	start(tb, m)
 	return m
+}
+
+// setUpStreams creates or updates the streams and the lease bucket to t.
+func setUpStreams(tb testing.TB, natsURL string, t es.Topology) {
+	tb.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := es.Setup(ctx, js, t); err != nil {
+		tb.Fatalf("set up the streams: %v", err)
+	}
 }
 
 // main is a composition root.

@@ -41,7 +41,7 @@ func benchLoad(ctx context.Context, cfg config, t *targets) error {
 	if err := setupStreams(ctx, js, 1); err != nil {
 		return err
 	}
-	agg, err := startAggregator(cl.url(), 1, "")
+	agg, err := startAggregator(cl.url(), "")
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func benchCell(ctx context.Context, cfg config, c cell, t *targets) error {
 	if cfg.cpuprofile != "" {
 		profile = cfg.cpuprofile + "." + c.name
 	}
-	agg, err := startAggregator(cl.url(), c.replicas, profile)
+	agg, err := startAggregator(cl.url(), profile)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,8 @@ func benchCell(ctx context.Context, cfg config, c cell, t *targets) error {
 // setupStreams creates the streams, retrying while a new cluster elects
 // its leaders.
 func setupStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	topology := es.Topology{Partitions: partitions, Replicas: replicas, ResultsMaxAge: time.Hour, DuplicateWindow: 2 * time.Minute}
+	topology := es.DefaultTopology()
+	topology.Partitions, topology.Replicas, topology.ResultsMaxAge = partitions, replicas, time.Hour
 	deadline := time.Now().Add(time.Minute)
 	for {
 		op, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -235,7 +235,6 @@ func measure() usage {
 func aggregatorMain(args []string) error {
 	fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
 	url := fs.String("nats", "", "NATS URLs")
-	replicas := fs.Int("replicas", 1, "stream replicas")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -250,7 +249,7 @@ func aggregatorMain(args []string) error {
 		return err
 	}
 	cfg := aggregator.DefaultConfig()
-	cfg.Partitions, cfg.StreamReplicas = partitions, *replicas
+	cfg.Partitions = partitions
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc, err := aggregator.New(js, cfg)
 	if err != nil {
@@ -309,8 +308,8 @@ func aggregatorMain(args []string) error {
 // aggregatorProcess is a running aggregator child.
 type aggregatorProcess struct{ *child }
 
-func startAggregator(url string, replicas int, cpuprofile string) (*aggregatorProcess, error) {
-	args := []string{"aggregator", "-nats", url, "-replicas", fmt.Sprint(replicas)}
+func startAggregator(url, cpuprofile string) (*aggregatorProcess, error) {
+	args := []string{"aggregator", "-nats", url}
 	if cpuprofile != "" {
 		args = append(args, "-cpuprofile", cpuprofile)
 	}

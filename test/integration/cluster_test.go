@@ -43,7 +43,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 	_, js := connect()
 	ctx := context.Background()
 	topology := natstest.Topology(natstest.Partitions)
-	topology.Replicas = 3
+	topology.Replicas, topology.LeaseTTL = 3, 3*time.Second
 	retry(t, 30*time.Second, "create R3 streams", func() error {
 		op, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -55,7 +55,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 	aggLog := &lockedBuffer{}
 	acfg := aggregatord.DefaultConfig()
 	acfg.NATS.URL, acfg.MetricsAddr, acfg.Streams = natstest.URLs(servers), "", topology
-	acfg.Aggregator.StreamReplicas, acfg.Aggregator.LeaseTTL = 3, 3*time.Second
+	acfg.Aggregator.LeaseTTL = topology.LeaseTTL
 	agg, err := aggregatord.NewMain(acfg, slog.New(slog.NewJSONHandler(aggLog, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

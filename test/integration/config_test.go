@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natstest"
 )
 
@@ -85,12 +86,21 @@ func TestHelpAndVersionStartNothing(t *testing.T) {
 			}
 		}
 	}
-	// Nothing joined: no query service, no lease bucket, no consumer.
+	// Nothing joined: no query service, no member or lease in the lease
+	// bucket, no consumer.
 	if _, err := nc.Request("$SRV.PING."+contract.QueryService, nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Errorf("an %s service answers after --help: %v", contract.QueryService, err)
 	}
-	for n := range js.KeyValueStoreNames(t.Context()).Name() {
-		t.Errorf("key-value bucket %s exists after --help", n)
+	kv, err := js.KeyValue(t.Context(), es.LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range keys.Keys() {
+		t.Errorf("lease bucket key %s exists after --help", k)
 	}
 	for _, stream := range []string{contract.CommandsStream, contract.EventsStream} {
 		s, err := js.Stream(t.Context(), stream)

@@ -15,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natsserver"
+	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/workload"
 )
 
@@ -67,6 +69,10 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { srv.Shutdown() }()
+	_, ojs := natstest.Connect(t, srv)
+	if err := es.Setup(context.Background(), ojs, natstest.Topology(natstest.Partitions)); err != nil {
+		t.Fatal(err)
+	}
 	port := srv.Addr().(*net.TCPAddr).Port
 	addr := freeAddr(t)
 	agg := start(t, "aggregator", "NATS_URL="+srv.ClientURL(), "METRICS_ADDR="+addr, "LOG_LEVEL=warn")

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
@@ -125,10 +124,7 @@ func TestNATSPermissions(t *testing.T) {
 	ojs := connectAs(t, srv, "operator").js
 	topo := natstest.Topology(natstest.Partitions)
 	if err := es.Setup(ctx, ojs, topo); err != nil {
-		t.Fatalf("operator sets the streams up: %v", err)
-	}
-	if _, err := ojs.CreateOrUpdateKeyValue(ctx, aggregator.LeaseBucketConfig(2*time.Second, 1)); err != nil {
-		t.Fatalf("operator creates the lease bucket: %v", err)
+		t.Fatalf("operator sets the streams and the lease bucket up: %v", err)
 	}
 	// One event, result and snapshot to read.
 	seed := "seed-order"
@@ -277,7 +273,12 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 	readResults := func(role string, may bool) []cell {
 		return []cell{
 			{role: role, may: may, what: "read results by direct get", do: func(ctx context.Context, c *roleConn) error {
-				_, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+contract.ResultsStream+"."+contract.ResultSubject(seed), nil)
+				// Both forms: the subject in the request's subject, and in
+				// its body (what batch gets use).
+				if _, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+contract.ResultsStream+"."+contract.ResultSubject(seed), nil); err != nil {
+					return err
+				}
+				_, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+contract.ResultsStream, []byte(`{"last_by_subj":"`+contract.ResultSubject(seed)+`"}`))
 				return err
 			}},
 			{role: role, may: may, what: "subscribe to results", do: subscribe(contract.ResultsPrefix + ">")},
@@ -439,7 +440,7 @@ func consumeOne(ctx context.Context, c *roleConn, stream, name, filter string) e
 // useLeaseBucket does what the aggregator's coordinator does with its
 // bucket: create, read, watch and delete keys.
 func useLeaseBucket(ctx context.Context, c *roleConn) error {
-	kv, err := c.js.KeyValue(ctx, aggregator.LeaseBucket)
+	kv, err := c.js.KeyValue(ctx, es.LeaseBucket)
 	if err != nil {
 		return err
 	}

@@ -85,10 +85,14 @@ func newClusterStack(t *testing.T, c *natsCluster) *stack {
 	return s
 }
 
-// connect opens the test's own connection and creates the streams,
-// retrying while a cluster elects its first leaders.
+// connect opens the test's own connection and creates the streams and the
+// lease bucket, as the operator would, retrying while a cluster elects its
+// first leaders. The lease TTL is short, so that a killed aggregator's
+// partitions are taken over quickly; the aggregators get the same.
 func (s *stack) connect(topology es.Topology) {
 	s.t.Helper()
+	topology.LeaseTTL = 2 * time.Second
+	s.env = append(s.env, "AGGREGATOR_LEASE_TTL="+topology.LeaseTTL.String())
 	s.t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()

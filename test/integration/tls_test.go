@@ -24,7 +24,6 @@ import (
 
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natsconn"
@@ -195,12 +194,9 @@ func lifecycleOver(t *testing.T, nc *nats.Conn, url string, env []string) {
 	if err := es.Setup(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, aggregator.LeaseBucketConfig(2*time.Second, 1)); err != nil {
-		t.Fatal(err)
-	}
 	db := postgres.DB(t)
-	common := append([]string{"NATS_URL=" + url, "METRICS_ADDR=127.0.0.1:0", "JETSOURCE_RESULTS_MAX_AGE=" + topo.ResultsMaxAge.String()}, env...)
-	start(t, "aggregator", append(common, "AGGREGATOR_LEASE_TTL=2s")...)
+	common := append([]string{"NATS_URL=" + url, "METRICS_ADDR=127.0.0.1:0"}, env...)
+	start(t, "aggregator", common...)
 	start(t, "projector", append(common, "DATABASE_URL="+db, "PROJECTOR_PROJECTION=order_summary")...)
 
 	cl, err := client.New(nc)
