@@ -264,6 +264,12 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 			return err == nil
 		}})
 	}
+	leaderGet := func(role string) cell {
+		return cell{role: role, may: true, what: "read events from the stream leader", do: func(ctx context.Context, c *roleConn) error {
+			_, err := es.LeaderMsg(ctx, c.js, contract.EventsStream, 1)
+			return err
+		}}
+	}
 	readEvents := func(role string, may bool) cell {
 		return cell{role: role, may: may, what: "read events by direct get", do: func(ctx context.Context, c *roleConn) error {
 			_, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+contract.EventsStream+"."+contract.EventSubject(seed, parts), nil)
@@ -304,6 +310,7 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 		}},
 		cell{role: "aggregator", may: true, what: "use its lease bucket", do: useLeaseBucket},
 		readEvents("aggregator", true),
+		leaderGet("aggregator"),
 		cell{role: "aggregator", may: true, what: "read results and snapshots by direct get", do: func(ctx context.Context, c *roleConn) error {
 			for _, r := range [][2]string{{contract.ResultsStream, contract.ResultSubject(seed)}, {contract.SnapshotsStream, contract.SnapshotSubject(seed)}} {
 				if _, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+r[0]+"."+r[1], nil); err != nil {
@@ -320,7 +327,7 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 	)
 	cells = append(cells, admin("aggregator")...)
 	// projector
-	cells = append(cells, consumeEvents("projector"), readEvents("projector", true))
+	cells = append(cells, consumeEvents("projector"), readEvents("projector", true), leaderGet("projector"))
 	cells = append(cells, write("projector", false)...)
 	cells = append(cells, command("projector", false, "CreateOrder"))
 	cells = append(cells, admin("projector")...)
