@@ -47,7 +47,7 @@ func Verify(ctx context.Context, js jetstream.JetStream, t Topology, names ...st
 			return fmt.Errorf("look up stream %s: %w", w.Name, err)
 		}
 		got := s.CachedInfo().Config
-		for _, d := range Diff(w, got) {
+		for _, d := range diff(w, got) {
 			differences = append(differences, w.Name+": "+d)
 		}
 		if r := got.Metadata[PartitionsKey]; r != w.Metadata[PartitionsKey] {
@@ -102,13 +102,13 @@ func (e *VerifyError) Error() string {
 // Unwrap lets errors.Is find the sentinels.
 func (e *VerifyError) Unwrap() []error { return e.sentinels }
 
-// Diff lists how got differs from want in the settings JetSource relies on:
+// diff lists how got differs from want in the settings JetSource relies on:
 // subjects and their transform, retention, storage, replicas, limits, the
 // duplicate window, the deny and allow flags, and metadata other than the
 // partition count (which Verify reports on its own). Limits of 0 and -1
 // both mean none; a want without a duplicate window accepts the server's
 // default.
-func Diff(want, got jetstream.StreamConfig) []string {
+func diff(want, got jetstream.StreamConfig) []string {
 	var d []string
 	check := func(name string, w, g any) {
 		if w != g {
