@@ -73,7 +73,9 @@ func TestTenureEndsAMarginBeforeTheServerCanExpireTheLease(t *testing.T) {
 	_, _, js := natstest.Streams(t, natstest.Partitions)
 	ctx := context.Background()
 	const ttl, margin = 5 * time.Second, time.Second
-	bucket, err := js.CreateKeyValue(ctx, LeaseBucketConfig(ttl, 1))
+	topo := natstest.Topology(natstest.Partitions)
+	topo.LeaseTTL = ttl
+	bucket, err := js.CreateOrUpdateKeyValue(ctx, topo.LeaseBucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/contract"
-	"github.com/jetsource/jetsource/internal/aggregator"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/workload"
 )
@@ -38,7 +38,7 @@ func TestAggregatorFrozenWhileHoldingCommands(t *testing.T) {
 	var leases jetstream.KeyValue
 	eventually.Holds(t, time.Minute, "the aggregators' lease bucket", func() (bool, string) {
 		var err error
-		leases, err = s.js.KeyValue(ctx, aggregator.LeaseBucket)
+		leases, err = s.js.KeyValue(ctx, es.LeaseBucket)
 		return err == nil, fmt.Sprint(err)
 	})
 	cmds := workload.Waves(fmt.Sprintf("freeze%d", cfg.seed%100000), cfg.orders)
