@@ -104,6 +104,12 @@ func orderModel() porcupine.Model {
 // later, or never), not as a failure.
 func TestCommandsAreLinearizable(t *testing.T) {
 	srv, nc, js := natstest.Streams(t, natstest.Partitions)
+	// The aggregators run with a short lease TTL, and the bucket with the same.
+	topology := natstest.Topology(natstest.Partitions)
+	topology.LeaseTTL = 2 * time.Second
+	if err := es.Setup(context.Background(), js, topology); err != nil {
+		t.Fatal(err)
+	}
 	// JETSOURCE_CHAOS_LZ_ORDERS sets the operations per client here,
 	// JETSOURCE_CHAOS_LZ_KILLS the least number of kills.
 	cfg := chaosFromEnv(t, "JETSOURCE_CHAOS_LZ", 50, 3)
@@ -111,7 +117,7 @@ func TestCommandsAreLinearizable(t *testing.T) {
 	t.Logf("seed %d (replay with JETSOURCE_CHAOS_SEED=%d)", seed, seed)
 	replica := func(i int) *process {
 		return start(t, "aggregator", "NATS_URL="+srv.ClientURL(), "METRICS_ADDR=127.0.0.1:0", "LOG_LEVEL=warn",
-			fmt.Sprintf("AGGREGATOR_REPLICA_ID=lz-%d", i), "AGGREGATOR_LEASE_TTL=2s")
+			fmt.Sprintf("AGGREGATOR_REPLICA_ID=lz-%d", i), "AGGREGATOR_LEASE_TTL="+topology.LeaseTTL.String())
 	}
 	replicas := []*process{replica(0), replica(1)}
 	c, err := client.New(nc)
