@@ -278,3 +278,54 @@ func TestClaimWaitsForABatchThatCheckedItsEpoch(t *testing.T) {
 	}
 	compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(all)), nil), "order_history")
 }
+
+// TestIdleRunnerFollowsAMovedCheckpoint moves an idle partition's
+// checkpoint back, as a rebuild swap does when the shadow had not yet seen
+// events the live runner projected into the old tables, and removes those
+// events' rows. No new event arrives to reveal it: the runner must notice
+// the moved checkpoint by itself and project the events again.
+func TestIdleRunnerFollowsAMovedCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	f := newFeeder(e.store, 11)
+	all := f.scripts("a", 40)
+	f.run(t, all...)
+	e.start(t, "r", projections.Config{Projection: readmodel.OrderHistory{}})
+	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
+
+	const p = 2
+	var (
+		inP  []string
+		seqs []uint64
+	)
+	for id, events := range storedEvents(t, e.store, ids(all)) {
+		if contract.Partition(id, natstest.Partitions) != p {
+			continue
+		}
+		inP = append(inP, id)
+		for _, ev := range events {
+			seqs = append(seqs, ev.Sequence)
+		}
+	}
+	slices.Sort(seqs)
+	if len(seqs) < 4 {
+		t.Fatalf("partition %d holds %d events; the test needs more", p, len(seqs))
+	}
+	back := seqs[len(seqs)/2]
+	tx, err := e.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM jetsource.order_history WHERE stream_sequence > $1 AND order_id = ANY($2)`, int64(back), inP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE jetsource.projection_checkpoints SET last_sequence = $1, last_event_id = ''
+		WHERE projection = 'order_history' AND partition = $2`, int64(back), p); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCaughtUp(t, readmodel.NameOrderHistory, f.lastByPartition())
+	compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(all)), nil), "order_history")
+}

@@ -134,7 +134,7 @@ func (w *worker) session(stop, kill context.Context) error {
 		w.started(w.partition)
 	}
 	for {
-		batch, err := w.receive(stop, c.cons, c.msgs)
+		batch, err := w.receive(stop, c)
 		if err != nil || len(batch) == 0 {
 			return err
 		}
@@ -288,15 +288,12 @@ const idleCheck = 2 * time.Second
 
 // receive waits for a first event, then takes what else arrives within
 // batchWait, up to batchSize events. It returns nothing when stop is
-// canceled. While idle it checks the consumer every idleCheck: events
-// pending or delivered but not acknowledged, while none arrive here, mean
-// that another process (a replica that lost the partition and has not
-// noticed yet) pulled them, and the consumer must be reset.
-func (w *worker) receive(stop context.Context, cons jetstream.Consumer, msgs jetstream.MessagesContext) ([]jetstream.Msg, error) {
+// canceled. While idle it runs checkIdle every idleCheck.
+func (w *worker) receive(stop context.Context, c *sessionConsumer) ([]jetstream.Msg, error) {
 	var first jetstream.Msg
 	for first == nil {
 		idle, cancel := context.WithTimeout(stop, idleCheck)
-		m, err := msgs.Next(jetstream.NextContext(idle))
+		m, err := c.msgs.Next(jetstream.NextContext(idle))
 		cancel()
 		switch {
 		case err == nil:
@@ -306,13 +303,8 @@ func (w *worker) receive(stop context.Context, cons jetstream.Consumer, msgs jet
 		case idle.Err() == nil:
 			return nil, fmt.Errorf("receive events: %w", err)
 		default:
-			info, err := cons.Info(stop)
-			if err != nil {
-				return nil, fmt.Errorf("check consumer: %w", err)
-			}
-			if info.NumPending > 0 || info.NumAckPending > 0 {
-				return nil, fmt.Errorf("%w: %d events pending and %d unacknowledged, none received",
-					errDelivery, info.NumPending, info.NumAckPending)
+			if err := w.checkIdle(stop, c); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -321,7 +313,7 @@ func (w *worker) receive(stop context.Context, cons jetstream.Consumer, msgs jet
 	window, cancel := context.WithTimeout(stop, w.batchWait)
 	defer cancel()
 	for len(batch) < w.batchSize {
-		m, err := msgs.Next(jetstream.NextContext(window))
+		m, err := c.msgs.Next(jetstream.NextContext(window))
 		if err != nil {
 			if window.Err() != nil {
 				break
@@ -331,6 +323,36 @@ func (w *worker) receive(stop context.Context, cons jetstream.Consumer, msgs jet
 		batch = append(batch, m)
 	}
 	return batch, nil
+}
+
+// checkIdle finds what a worker receiving nothing cannot see otherwise.
+// Events pending or delivered but not acknowledged, while none arrive
+// here, mean that another process (a replica that lost the partition and
+// has not noticed yet) pulled them, and the consumer must be reset. A
+// checkpoint that is no longer where this worker left it means another
+// writer moved it (a rebuild swap, which may set it below what this worker
+// projected into the old tables, or an operator): the events after it must
+// be projected again although no new event will arrive to reveal it.
+func (w *worker) checkIdle(ctx context.Context, c *sessionConsumer) error {
+	info, err := c.cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("check consumer: %w", err)
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return fmt.Errorf("%w: %d events pending and %d unacknowledged, none received",
+			errDelivery, info.NumPending, info.NumAckPending)
+	}
+	var (
+		cursor int64
+		id     string
+	)
+	if err := w.pool.QueryRow(ctx, w.target.sql.readCheckpoint, w.target.projection, w.partition).Scan(&cursor, &id); err != nil {
+		return fmt.Errorf("check checkpoint of partition %d: %w", w.partition, err)
+	}
+	if uint64(cursor) != c.cursor {
+		return fmt.Errorf("%w: partition %d is at %d, not %d", errStale, w.partition, cursor, c.cursor)
+	}
+	return nil
 }
 
 // decode reads an event; what cannot be read is kept for the dead letters.
