@@ -55,7 +55,9 @@ func mapEnv(env *config.Env, cfg *aggregatord.Config) {
 	env.Int("AGGREGATOR_MAX_RETRIES", "reloads after concurrency conflicts before a command is rejected with conflict (0: none)",
 		&cfg.Aggregator.MaxRetries)
 	env.Duration("AGGREGATOR_ACK_WAIT", "JetStream redelivers a command not acknowledged within this time", &cfg.Aggregator.AckWait)
-	env.Duration("AGGREGATOR_DRAIN_TIMEOUT", "at shutdown, how long the command in hand may take to finish", &cfg.Aggregator.DrainTimeout)
+	env.Int("AGGREGATOR_MAX_IN_FLIGHT", "commands of one partition handled at once; one order's always one at a time, in publish order",
+		&cfg.Aggregator.MaxInFlight)
+	env.Duration("AGGREGATOR_DRAIN_TIMEOUT", "at shutdown, how long the commands in hand may take to finish", &cfg.Aggregator.DrainTimeout)
 	env.String("AGGREGATOR_REPLICA_ID", "this replica's name among the aggregators; unique among running replicas (default: host name and a random suffix)",
 		&cfg.Aggregator.ReplicaID)
 	env.Duration("AGGREGATOR_LEASE_TTL", "a dead replica's partitions are taken over at most this long after its last lease renewal",

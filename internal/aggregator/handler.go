@@ -50,6 +50,8 @@ type outcome struct {
 	// replayed is set when the result was established earlier (a redelivery
 	// or a re-sent command id).
 	replayed bool
+	// stored is set when the result is stored already.
+	stored bool
 }
 
 // handle establishes the outcome of a stored command message. An error means
@@ -80,7 +82,7 @@ func (h *handler) handle(ctx context.Context, subject string, header map[string]
 			return outcome{}, err
 		}
 		if found {
-			return outcome{subject: in.resultSubject, result: prior, replayed: true}, nil
+			return outcome{subject: in.resultSubject, result: prior, replayed: true, stored: true}, nil
 		}
 	}
 	if in.err != nil {
@@ -110,8 +112,20 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 	// nothing, must check it first.
 	verified := false
 	for attempt := 0; ; attempt++ {
-		if l.State.handled(in.commandID) {
-			return h.replayAccepted(ctx, in)
+		switch l.State.knows(in.commandID) {
+		case handled:
+			return h.replayAccepted(ctx, in, l.Sequence)
+		case maybeHandled:
+			// The filter cannot rule the command out: the order's events
+			// settle it, and this one and every later question.
+			all, err := h.allEvents(ctx, orderID, l.Sequence)
+			if err != nil {
+				return outcome{}, err
+			}
+			l.State.commands.learnAll(all)
+			if own := eventsOf(all, in.commandID); len(own) > 0 {
+				return replay(in, own), nil
+			}
 		}
 		if attempt > h.maxRetries {
 			return rejected(in, fmt.Errorf("%w: other appends to order %s won %d times in a row", errConflict, orderID, attempt)), nil
@@ -140,8 +154,10 @@ func (h *handler) execute(ctx context.Context, in incoming) (outcome, error) {
 			return outcome{}, err
 		}
 		started := time.Now()
-		appendCtx, span := h.tracer.Start(ctx, "append events", trace.WithAttributes(
-			attribute.String("jetsource.order_id", orderID), attribute.Int("jetsource.events", len(events))))
+		appendCtx, span := h.tracer.Start(ctx, "append events")
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("jetsource.order_id", orderID), attribute.Int("jetsource.events", len(events)))
+		}
 		appended, err := h.repo.Append(appendCtx, orderID, l, events, l.State.next(in.commandID, decided))
 		if err == nil {
 			err = h.at("appended", in.commandID)
@@ -200,24 +216,57 @@ func (h *handler) envelopes(in incoming, l es.Loaded[Aggregate], decided []order
 }
 
 // replayAccepted rebuilds the accepted result of a command whose events are
-// already stored, from those events: their causation id is the proof.
-func (h *handler) replayAccepted(ctx context.Context, in incoming) (outcome, error) {
-	all, err := h.store.Read(ctx, in.env.OrderID, 0)
+// stored, at or below sequence upTo, from those events: their causation id
+// is the proof.
+func (h *handler) replayAccepted(ctx context.Context, in incoming, upTo uint64) (outcome, error) {
+	all, err := h.allEvents(ctx, in.env.OrderID, upTo)
 	if err != nil {
-		return outcome{}, fmt.Errorf("read events of order %s: %w", in.env.OrderID, err)
+		return outcome{}, err
 	}
-	var own []contract.Event
-	for _, e := range all {
-		if e.Metadata.CausationID == in.commandID {
-			own = append(own, e)
-		}
-	}
+	own := eventsOf(all, in.commandID)
 	if len(own) == 0 {
 		return outcome{}, fmt.Errorf("order %s records command %s but its events are not readable yet", in.env.OrderID, in.commandID)
 	}
+	return replay(in, own), nil
+}
+
+// allEvents reads the order's events, at least up to sequence upTo: from
+// the stream leader what a replica answering direct gets does not have yet.
+func (h *handler) allEvents(ctx context.Context, orderID string, upTo uint64) ([]contract.Event, error) {
+	all, err := h.store.Read(ctx, orderID, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read events of order %s: %w", orderID, err)
+	}
+	var read uint64
+	if len(all) > 0 {
+		read = all[len(all)-1].Sequence
+	}
+	if read < upTo {
+		missing, err := h.store.ReadFromLeader(ctx, orderID, read)
+		if err != nil {
+			return nil, fmt.Errorf("read events of order %s: %w", orderID, err)
+		}
+		all = append(all, missing...)
+	}
+	return all, nil
+}
+
+// eventsOf picks the events a command caused.
+func eventsOf(events []contract.Event, commandID string) []contract.Event {
+	var own []contract.Event
+	for _, e := range events {
+		if e.Metadata.CausationID == commandID {
+			own = append(own, e)
+		}
+	}
+	return own
+}
+
+// replay is the accepted result rebuilt from the command's stored events.
+func replay(in incoming, own []contract.Event) outcome {
 	out := accepted(in, own, own[len(own)-1].Sequence)
 	out.replayed = true
-	return out, nil
+	return out
 }
 
 func accepted(in incoming, events []contract.Event, sequence uint64) outcome {

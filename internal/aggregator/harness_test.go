@@ -53,8 +53,9 @@ func (h *harness) run(cfg aggregator.Config) func() {
 }
 
 // runOn starts an aggregator on its own JetStream handle with a test hook.
-// Of set, it takes the fields tests vary (ReplicaID, LeaseTTL, Observer,
-// Tracer, Logger) where they are not zero; the rest are the defaults.
+// Of set, it takes the fields tests vary (ReplicaID, LeaseTTL, AckWait,
+// MaxInFlight, SnapshotEvery, Observer, Tracer, Logger) where they are not
+// zero; the rest are the defaults.
 func (h *harness) runOn(js jetstream.JetStream, set aggregator.Config, hook func(point, commandID string) error) func() {
 	h.t.Helper()
 	cfg := aggregator.DefaultConfig()
@@ -65,6 +66,15 @@ func (h *harness) runOn(js jetstream.JetStream, set aggregator.Config, hook func
 	}
 	if set.ReplicaID != "" {
 		cfg.ReplicaID = set.ReplicaID
+	}
+	if set.AckWait != 0 {
+		cfg.AckWait = set.AckWait
+	}
+	if set.MaxInFlight != 0 {
+		cfg.MaxInFlight = set.MaxInFlight
+	}
+	if set.SnapshotEvery != 0 {
+		cfg.SnapshotEvery = set.SnapshotEvery
 	}
 	cfg.Observer, cfg.Tracer, cfg.Logger = set.Observer, set.Tracer, set.Logger
 	if cfg.Logger == nil {
@@ -237,7 +247,7 @@ func rejectedWith(t *testing.T, r contract.Result, code contract.Code) {
 
 // counter is an Observer that counts what tests assert on.
 type counter struct {
-	appends, replayed atomic.Int64
+	appends, replayed, snapshotsIgnored atomic.Int64
 }
 
 func (c *counter) CommandHandled(_, _, _ string, replayed bool, _ time.Duration) {
@@ -248,6 +258,7 @@ func (c *counter) CommandHandled(_, _, _ string, replayed bool, _ time.Duration)
 func (c *counter) CacheLookup(bool)            {}
 func (c *counter) Append(time.Duration, error) { c.appends.Add(1) }
 func (c *counter) Retry()                      {}
+func (c *counter) SnapshotIgnored(string)      { c.snapshotsIgnored.Add(1) }
 func (c *counter) Partition(int, bool)         {}
 
 // waitCount waits until n reaches at least want.

@@ -224,14 +224,12 @@ func (c *coordinator) rebalance(ctx context.Context) {
 			// The worker ended by itself (it never does unless its context
 			// was canceled): forget the partition and let the lease lapse.
 			delete(c.owned, p)
-			continue
 		default:
 		}
-		if !c.renew(ctx, p, l) {
-			continue
-		}
+	}
+	for p := range c.renewAll(ctx) {
 		if !want[p] {
-			c.release(p, l)
+			c.release(p, c.owned[p])
 		}
 	}
 	for p := range want {
@@ -241,23 +239,46 @@ func (c *coordinator) rebalance(ctx context.Context) {
 	}
 }
 
-// renew extends p's lease; a replica that cannot prove it still holds the
-// lease stops the partition at once, since another may own it now.
-func (c *coordinator) renew(ctx context.Context, p int, l *lease) bool {
-	op, cancel := context.WithTimeout(ctx, c.tick)
-	defer cancel()
-	started := c.clock()
-	rev, err := c.kv.Update(op, leaseKey(p), []byte(c.self), l.revision)
-	if err != nil {
+// renewAll extends every lease held and returns the partitions renewed. The
+// renewals go out at once: one after the other, behind a connection busy
+// with commands, the last of a round could start after its tenure ended. A
+// replica that cannot prove it still holds a lease stops the partition at
+// once, since another may own it now.
+func (c *coordinator) renewAll(ctx context.Context) map[int]bool {
+	errs := make(map[int]error, len(c.owned))
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	for p, l := range c.owned {
+		wg.Go(func() {
+			op, cancel := context.WithTimeout(ctx, c.tick)
+			defer cancel()
+			started := c.clock()
+			rev, err := c.kv.Update(op, leaseKey(p), []byte(c.self), l.revision)
+			if err == nil {
+				l.revision = rev
+				l.tenure.extend(started + c.ttl - c.tick)
+			}
+			mu.Lock()
+			errs[p] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	renewed := make(map[int]bool, len(errs))
+	for p, err := range errs {
+		if err == nil {
+			renewed[p] = true
+			continue
+		}
+		l := c.owned[p]
 		c.log.Warn("partition lease lost; stopping the partition", "partition", p, "error", err)
 		l.cancel()
 		delete(c.owned, p)
 		c.stopping[p] = l.done
-		return false
 	}
-	l.revision = rev
-	l.tenure.extend(started + c.ttl - c.tick)
-	return true
+	return renewed
 }
 
 // stillStopping reports whether p's previous worker has not finished yet.

@@ -18,6 +18,7 @@ type Metrics struct {
 	retries         prometheus.Counter
 	cache           *prometheus.CounterVec
 	partitions      prometheus.Gauge
+	snapshots       *prometheus.CounterVec
 }
 
 // NewMetrics registers the aggregator's series with reg.
@@ -54,10 +55,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "jetsource_aggregator_partitions_owned",
 			Help: "Command partitions this replica runs.",
 		}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_snapshots_ignored_total",
+			Help: "Snapshots a load did not use, by reason: unreadable, other_schema, undecodable, ahead (covers events the stream does not have), inconsistent (the events after it do not continue it).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.commands, m.commandDuration, m.appendDuration, m.appendErrors, m.retries, m.cache, m.partitions)
+	reg.MustRegister(m.commands, m.commandDuration, m.appendDuration, m.appendErrors, m.retries, m.cache, m.partitions, m.snapshots)
 	for _, kind := range []string{"conflict", "unknown", "other"} {
 		m.appendErrors.WithLabelValues(kind)
+	}
+	for _, reason := range []string{es.SnapshotUnreadable, es.SnapshotOtherSchema, es.SnapshotUndecodable, es.SnapshotAhead, es.SnapshotInconsistent} {
+		m.snapshots.WithLabelValues(reason)
 	}
 	m.cache.WithLabelValues("hit")
 	m.cache.WithLabelValues("miss")
@@ -77,6 +85,9 @@ func (m *Metrics) CommandHandled(commandType, status, code string, replayed bool
 // CacheLookup implements Observer.
 func (m *Metrics) CacheLookup(hit bool) {
 	if hit {
+		for _, reason := range []string{es.SnapshotUnreadable, es.SnapshotOtherSchema, es.SnapshotUndecodable, es.SnapshotAhead, es.SnapshotInconsistent} {
+			m.snapshots.WithLabelValues(reason)
+		}
 		m.cache.WithLabelValues("hit").Inc()
 	} else {
 		m.cache.WithLabelValues("miss").Inc()
@@ -108,3 +119,6 @@ func (m *Metrics) Partition(_ int, owned bool) {
 		m.partitions.Dec()
 	}
 }
+
+// SnapshotIgnored implements Observer.
+func (m *Metrics) SnapshotIgnored(reason string) { m.snapshots.WithLabelValues(reason).Inc() }

@@ -18,6 +18,9 @@ type Observer interface {
 	// Partition reports that this process took (owned) or gave up a
 	// command partition.
 	Partition(partition int, owned bool)
+	// SnapshotIgnored reports a snapshot a load did not use, and why (one
+	// of the es.Snapshot* reasons).
+	SnapshotIgnored(reason string)
 }
 
 type nopObserver struct{}
@@ -27,3 +30,4 @@ func (nopObserver) CacheLookup(bool)                                           {
 func (nopObserver) Append(time.Duration, error)                                {}
 func (nopObserver) Retry()                                                     {}
 func (nopObserver) Partition(int, bool)                                        {}
+func (nopObserver) SnapshotIgnored(string)                                     {}

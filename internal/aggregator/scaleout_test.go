@@ -50,6 +50,7 @@ func (ownershipObserver) CommandHandled(string, string, string, bool, time.Durat
 func (ownershipObserver) CacheLookup(bool)                                           {}
 func (ownershipObserver) Append(time.Duration, error)                                {}
 func (ownershipObserver) Retry()                                                     {}
+func (ownershipObserver) SnapshotIgnored(string)                                     {}
 
 func (ob ownershipObserver) Partition(p int, owned bool) {
 	o := ob.o

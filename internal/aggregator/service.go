@@ -42,10 +42,15 @@ type Config struct {
 	// AckWait is how long JetStream waits for an acknowledgement before it
 	// redelivers a command.
 	AckWait time.Duration
-	// MaxAckPending bounds the commands of one partition in flight to the
-	// aggregator; they are still handled one at a time.
+	// MaxAckPending bounds the commands of one partition delivered to the
+	// aggregator and not acknowledged yet.
 	MaxAckPending int
-	// DrainTimeout bounds finishing the command in hand at shutdown.
+	// MaxInFlight bounds the commands of one partition handled at once.
+	// Commands of different orders are handled concurrently; those of one
+	// order always one at a time, in stream order. 1 handles a partition's
+	// commands one at a time. No more than MaxAckPending are delivered.
+	MaxInFlight int
+	// DrainTimeout bounds finishing the commands in hand at shutdown.
 	DrainTimeout time.Duration
 	// ReplicaID names this replica among the aggregators sharing the
 	// partitions; it must be unique among the running replicas.
@@ -76,6 +81,7 @@ func DefaultConfig() Config {
 		SnapshotEvery: 100,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 1000,
+		MaxInFlight:   4,
 		DrainTimeout:  10 * time.Second,
 		ReplicaID:     config.ReplicaID("aggregator"),
 		LeaseTTL:      5 * time.Second,
@@ -113,6 +119,9 @@ func (c Config) Validate() error {
 	if c.MaxAckPending < 1 {
 		errs = append(errs, config.Invalid("MaxAckPending", c.MaxAckPending, "must be at least 1"))
 	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, config.Invalid("MaxInFlight", c.MaxInFlight, "must be at least 1"))
+	}
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, config.Invalid("DrainTimeout", c.DrainTimeout, "must be positive"))
 	}
@@ -143,7 +152,11 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 	}
 	cfg = cfg.withDependencies()
 	store := es.NewStore(js, cfg.Partitions)
-	repo := NewRepository(store, es.RepositoryConfig{CacheSize: cfg.CacheSize, SnapshotEvery: cfg.SnapshotEvery, Now: cfg.Now})
+	repo := NewRepository(store, es.RepositoryConfig{CacheSize: cfg.CacheSize, SnapshotEvery: cfg.SnapshotEvery, Now: cfg.Now,
+		SnapshotIgnored: func(orderID, reason string, err error) {
+			cfg.Logger.Warn("snapshot ignored; the order is folded from its events", "order_id", orderID, "reason", reason, "error", err)
+			cfg.Observer.SnapshotIgnored(reason)
+		}})
 	return &Service{
 		js:    js,
 		store: store,
@@ -245,36 +258,55 @@ func (s *Service) runPartition(ctx context.Context, partition int, t *tenure) {
 // consumerName is the durable consumer of a command partition.
 func consumerName(partition int) string { return "aggregator-" + strconv.Itoa(partition) }
 
-// consume (re)creates the partition's consumer and handles its messages
-// until ctx ends or something fails.
+// consume (re)creates the partition's consumer and hands its messages to
+// lanes (see lanes) until ctx ends or something fails. Before it returns,
+// its lanes have stopped: no command of this consumer is still being
+// handled when the next consumer redelivers the unacknowledged ones.
 //
 // The consumer is recreated on every start: on a work queue a new consumer
 // begins at the oldest unacknowledged command, so commands are handed over
 // in stream order, with none skipped, even when a previous owner died
 // holding some of them.
-func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *slog.Logger) error {
+func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *slog.Logger) (err error) {
 	if !t.valid() {
 		return errTenureOver
 	}
+	// The consumer keeps its state in memory, so it does not survive a
+	// restart of its server: after a reconnect, start over with a new one.
+	reconnected := s.js.Conn().StatusChanged(nats.CONNECTED)
+	defer s.js.Conn().RemoveStatusListener(reconnected)
 	cons, err := s.recreateConsumer(ctx, partition)
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.MaxInFlight))
 	if err != nil {
 		return fmt.Errorf("consume partition %d: %w", partition, err)
 	}
 	defer it.Stop()
+	work := newLanes(ctx, s.cfg.MaxInFlight, func(ctx context.Context, d delivery, next func()) error {
+		return s.process(ctx, d, t, log, next)
+	})
+	go watch(work, t, reconnected)
+	defer func() {
+		// Why the lanes stopped (a handler's tenure ended, a reconnect)
+		// unless the consumer failed first or the service stops.
+		if cause := work.stop(); err == nil && ctx.Err() == nil {
+			err = cause
+		}
+	}()
 	// JetStream numbers every delivery of a consumer, redeliveries
 	// included, one after the other. A gap means a delivery was lost on the
 	// way (a consumer leader that died with it in flight, say) and will come
-	// back only after the ack wait, behind later commands: so stop, and let
-	// a new consumer start again at the oldest unacknowledged command.
+	// back only after the ack wait, behind later commands; a redelivery
+	// means a command's ack wait ran out while it waited in its lane. Either
+	// way, stop, and let a new consumer start again at the oldest
+	// unacknowledged command.
 	var lastDelivery, lastSequence uint64
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		msg, err := it.Next(jetstream.NextContext(work.ctx))
 		if err != nil {
-			if ctx.Err() != nil {
+			if work.ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("next command of partition %d: %w", partition, err)
@@ -291,11 +323,37 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 		if !t.valid() {
 			return errTenureOver
 		}
-		if err := s.process(ctx, msg, meta, t, log); err != nil {
-			return err
+		_, orderID, _, _ := contract.ParseStoredCommandSubject(msg.Subject())
+		if !work.add(delivery{msg: msg, meta: meta, orderID: orderID}) {
+			return nil
 		}
 	}
 }
+
+// watch stops the lanes when the tenure ends, even while the partition is
+// idle, or when the connection was reestablished.
+func watch(work *lanes, t *tenure, reconnected <-chan nats.Status) {
+	timer := time.NewTimer(time.Until(t.deadline()))
+	defer timer.Stop()
+	for {
+		select {
+		case <-work.ctx.Done():
+			return
+		case <-reconnected:
+			work.abort(errReconnected)
+			return
+		case <-timer.C:
+			if !t.valid() {
+				work.abort(errTenureOver)
+				return
+			}
+			timer.Reset(time.Until(t.deadline()))
+		}
+	}
+}
+
+// errReconnected restarts a partition whose connection was reestablished.
+var errReconnected = errors.New("reconnected to NATS")
 
 // errDeliveryGap restarts a partition whose deliveries are not the
 // contiguous run that keeps commands in stream order.
@@ -319,6 +377,7 @@ func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstrea
 		MaxDeliver:    -1,
 		MaxAckPending: s.cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MemoryStorage: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", name, err)
@@ -326,84 +385,124 @@ func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstrea
 	return cons, nil
 }
 
-// process handles one command until its result is stored, then acks it.
-// Infrastructure failures are retried in place so later commands of the
-// partition never overtake it. Cancelling ctx stops the retries but lets an
-// attempt in progress finish within DrainTimeout.
-func (s *Service) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, t *tenure, log *slog.Logger) error {
-	started := time.Now()
-	_, _, commandType, _ := contract.ParseStoredCommandSubject(msg.Subject())
-	ctx, span := s.handler.tracer.Start(tracing.Extract(ctx, nats.Header(msg.Headers())), "handle "+commandType,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
-			attribute.Int64("messaging.jetstream.stream_sequence", int64(meta.Sequence.Stream))))
+// process handles one command: it establishes the outcome, retrying
+// infrastructure failures in place so that later commands of the order
+// never overtake it, then stores the result if the command has none yet
+// and acks the message once the result is stored. It calls next when later
+// commands of the order may start: an accepted command's events are stored
+// once its outcome is established, so its lane goes on while its result is
+// stored; a rejection appends nothing, so its lane waits for its result,
+// or a redelivery after a crash could be decided again on a later state.
+//
+// Cancelling ctx stops the retries but lets an attempt in progress finish
+// within DrainTimeout; no attempt outlives the tenure.
+func (s *Service) process(ctx context.Context, d delivery, t *tenure, log *slog.Logger, next func()) error {
+	c := &command{s: s, d: d, t: t, log: log, started: time.Now()}
+	_, _, c.commandType, _ = contract.ParseStoredCommandSubject(d.msg.Subject())
+	ctx, span := s.handler.tracer.Start(tracing.Extract(ctx, nats.Header(d.msg.Headers())), "handle "+c.commandType,
+		trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
-	pause := backoff.New(50*time.Millisecond, 2*time.Second)
-	var (
-		out outcome
-		err error
-	)
-	for {
-		if !t.valid() {
-			return errTenureOver
-		}
-		// The attempt may outlive ctx (a drain) but never the tenure.
-		work, cancel := context.WithDeadline(context.WithoutCancel(ctx), minTime(time.Now().Add(s.cfg.DrainTimeout), t.deadline()))
-		out, err = s.handler.handle(work, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.NumDelivered > 1)
-		if err == nil {
-			err = s.publish(work, &out, log)
-		}
-		cancel()
-		if err == nil {
-			break
-		}
-		log.Warn("command not handled yet; retrying", "subject", msg.Subject(), "stream_sequence", meta.Sequence.Stream, "error", err)
-		if !pause.Wait(ctx) {
-			return ctx.Err()
-		}
-		// Keep JetStream from redelivering it while we retry.
-		_ = msg.InProgress()
+	// Attributes cost allocations even when nobody records them.
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.msg.Subject()),
+			attribute.Int64("messaging.jetstream.stream_sequence", int64(d.meta.Sequence.Stream)))
 	}
-	if err := msg.Ack(); err != nil {
+	err := c.retry(ctx, func(work context.Context) (err error) {
+		c.out, err = s.handler.handle(work, d.msg.Subject(), d.msg.Headers(), d.msg.Data(), d.meta.Sequence.Stream, d.meta.NumDelivered > 1)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if c.out.result.Status == contract.StatusAccepted {
+		next()
+	}
+	if !c.out.stored {
+		if err := c.retry(ctx, c.storeResult); err != nil {
+			return err
+		}
+	}
+	next()
+	if err := d.msg.Ack(); err != nil {
 		// The result is stored; a redelivery will find it and ack again.
-		log.Warn("ack failed", "subject", msg.Subject(), "error", err)
+		log.Warn("ack failed", "subject", d.msg.Subject(), "error", err)
 	}
-	elapsed := time.Since(started)
-	r := out.result
+	elapsed := time.Since(c.started)
+	r := c.out.result
 	status, code := string(r.Status), ""
 	if r.Error != nil {
 		code = string(r.Error.Code)
 	}
-	span.SetAttributes(attribute.String("jetsource.command_id", r.CommandID), attribute.String("jetsource.order_id", r.OrderID),
-		attribute.String("jetsource.status", status), attribute.String("jetsource.error_code", code))
-	s.cfg.Observer.CommandHandled(commandType, status, code, out.replayed, elapsed)
-	attrs := []any{"command_id", r.CommandID, "order_id", r.OrderID, "correlation_id", out.correlationID, "command_type", commandType,
-		"status", r.Status, "replayed", out.replayed, "stream_sequence", meta.Sequence.Stream, "duration_ms", float64(elapsed.Microseconds()) / 1000}
+	if recording {
+		span.SetAttributes(attribute.String("jetsource.command_id", r.CommandID), attribute.String("jetsource.order_id", r.OrderID),
+			attribute.String("jetsource.status", status), attribute.String("jetsource.error_code", code))
+	}
+	s.cfg.Observer.CommandHandled(c.commandType, status, code, c.out.replayed, elapsed)
 	if r.Error == nil {
-		log.Debug("command handled", attrs...)
+		if log.Enabled(ctx, slog.LevelDebug) {
+			log.Debug("command handled", c.logAttrs(elapsed)...)
+		}
 		return nil
 	}
 	// Rejections are rarer and worth seeing at the default level.
-	log.Info("command rejected", append(attrs, "code", r.Error.Code, "error", r.Error.Message)...)
+	log.Info("command rejected", append(c.logAttrs(elapsed), "code", r.Error.Code, "error", r.Error.Message)...)
 	return nil
 }
 
-// publish stores the outcome's result. A replayed outcome is stored again
-// as it was, for whoever waits on the subject; a new one only if the
-// command has no result yet: the first outcome stands, and out becomes it.
-func (s *Service) publish(ctx context.Context, out *outcome, log *slog.Logger) error {
-	if out.replayed {
-		return s.store.PublishResult(ctx, out.subject, out.result)
+// command is one command being processed.
+type command struct {
+	s           *Service
+	d           delivery
+	t           *tenure
+	log         *slog.Logger
+	started     time.Time
+	commandType string
+	out         outcome
+}
+
+// retry runs attempt until it succeeds, ctx ends or the tenure does. Each
+// attempt may outlive ctx (a drain) by DrainTimeout, but never the tenure.
+func (c *command) retry(ctx context.Context, attempt func(context.Context) error) error {
+	pause := backoff.New(50*time.Millisecond, 2*time.Second)
+	for {
+		if !c.t.valid() {
+			return errTenureOver
+		}
+		work, cancel := context.WithDeadline(context.WithoutCancel(ctx), minTime(time.Now().Add(c.s.cfg.DrainTimeout), c.t.deadline()))
+		err := attempt(work)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		c.log.Warn("command not handled yet; retrying", "subject", c.d.msg.Subject(), "stream_sequence", c.d.meta.Sequence.Stream, "error", err)
+		if !pause.Wait(ctx) {
+			return ctx.Err()
+		}
+		// Keep JetStream from redelivering it while we retry.
+		_ = c.d.msg.InProgress()
 	}
-	stored, first, err := s.store.PublishFirstResult(ctx, out.subject, out.result)
+}
+
+func (c *command) logAttrs(elapsed time.Duration) []any {
+	r := c.out.result
+	return []any{"command_id", r.CommandID, "order_id", r.OrderID, "correlation_id", c.out.correlationID, "command_type", c.commandType,
+		"status", r.Status, "replayed", c.out.replayed, "stream_sequence", c.d.meta.Sequence.Stream, "duration_ms", float64(elapsed.Microseconds()) / 1000}
+}
+
+// storeResult stores the outcome's result if the command has none yet: a
+// command has one outcome, the first, and a replay never stores it again.
+// If another was stored first, the outcome becomes it.
+func (c *command) storeResult(ctx context.Context) error {
+	stored, first, err := c.s.store.PublishFirstResult(ctx, c.out.subject, c.out.result)
 	if err != nil {
 		return err
 	}
-	if !first {
-		log.Warn("command already had an outcome; the first stands", "command_id", out.result.CommandID,
-			"first_status", stored.Status, "new_status", out.result.Status)
-		out.result, out.replayed = stored, true
+	if !first && !c.out.replayed {
+		c.log.Warn("command already had an outcome; the first stands", "command_id", c.out.result.CommandID,
+			"first_status", stored.Status, "new_status", c.out.result.Status)
 	}
+	c.out.result, c.out.replayed, c.out.stored = stored, c.out.replayed || !first, true
 	return nil
 }
 

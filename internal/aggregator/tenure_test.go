@@ -118,7 +118,7 @@ func TestTenureEndsAMarginBeforeTheServerCanExpireTheLease(t *testing.T) {
 
 	start = clock.read() - 2*time.Second // renewed before the tenure ran out
 	clock.set(start)
-	if !c.renew(ctx, 0, l) {
+	if !c.renewAll(ctx)[0] {
 		t.Fatal("renewal failed")
 	}
 	check("the renewal", start, l)
@@ -128,7 +128,7 @@ func TestTenureEndsAMarginBeforeTheServerCanExpireTheLease(t *testing.T) {
 	until := l.tenure.until.Load()
 	clock.set(start + time.Second)
 	kv.failing = true
-	if c.renew(ctx, 0, l) {
+	if c.renewAll(ctx)[0] {
 		t.Fatal("a renewal without an answer counted")
 	}
 	if l.tenure.until.Load() != until {

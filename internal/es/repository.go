@@ -29,6 +29,9 @@ type RepositoryConfig struct {
 	SnapshotSchema int
 	// Now stamps snapshots; time.Now if nil.
 	Now func() time.Time
+	// SnapshotIgnored, if set, hears of every snapshot a load did not use,
+	// with the reason (the Snapshot* constants) and the details.
+	SnapshotIgnored func(aggregateID, reason string, err error)
 }
 
 // Loaded is an aggregate's state with the position it was folded up to.
@@ -101,22 +104,16 @@ func (r *Repository[S]) Reload(ctx context.Context, aggregateID string) (Loaded[
 }
 
 func (r *Repository[S]) loadCold(ctx context.Context, aggregateID string) (Loaded[S], error) {
-	l := Loaded[S]{State: r.fold.Zero(aggregateID)}
+	zero := Loaded[S]{State: r.fold.Zero(aggregateID)}
 	// One direct get of the newest event answers the commonest cold load,
 	// a new aggregate, and tells whether a snapshot is current.
 	last, err := r.store.directLastSequence(ctx, aggregateID)
 	if err != nil || last == 0 {
-		return l, err
+		return zero, err
 	}
+	l, fromSnapshot := zero, false
 	if r.cfg.SnapshotEvery > 0 {
-		// A snapshot is only a shortcut: if it is missing, unreadable or of
-		// another schema, fold all events instead.
-		if snap, ok, err := r.store.LoadSnapshot(ctx, aggregateID); err == nil && ok && snap.SchemaVersion == r.cfg.SnapshotSchema {
-			var s S
-			if json.Unmarshal(snap.State, &s) == nil {
-				l = Loaded[S]{State: s, Version: snap.Version, Sequence: snap.Sequence}
-			}
-		}
+		l, fromSnapshot = r.fromSnapshot(ctx, aggregateID, last, zero)
 	}
 	if l.Sequence == last {
 		return l, nil
@@ -125,7 +122,66 @@ func (r *Repository[S]) loadCold(ctx context.Context, aggregateID string) (Loade
 	if err != nil {
 		return Loaded[S]{}, err
 	}
-	return r.apply(l, events, nil)
+	folded, err := r.apply(l, events, nil)
+	if err != nil && fromSnapshot && len(events) > 0 && events[0].Version != l.Version+1 {
+		// The snapshot does not fit the events after it: fold them all.
+		r.ignored(aggregateID, SnapshotInconsistent, err)
+		if events, err = r.store.Read(ctx, aggregateID, 0); err != nil {
+			return Loaded[S]{}, err
+		}
+		return r.apply(zero, events, nil)
+	}
+	return folded, err
+}
+
+// Why a load ignored a snapshot (RepositoryConfig.SnapshotIgnored).
+const (
+	// SnapshotUnreadable: the snapshot could not be fetched.
+	SnapshotUnreadable = "unreadable"
+	// SnapshotOtherSchema: it was written by another schema version of
+	// the state.
+	SnapshotOtherSchema = "other_schema"
+	// SnapshotUndecodable: its state does not decode.
+	SnapshotUndecodable = "undecodable"
+	// SnapshotAhead: it covers a sequence beyond the aggregate's last
+	// event.
+	SnapshotAhead = "ahead"
+	// SnapshotInconsistent: the events after it do not continue its
+	// version.
+	SnapshotInconsistent = "inconsistent"
+)
+
+// fromSnapshot returns the state of the aggregate's latest snapshot and
+// true, or zero and false if there is none or it cannot be used. A
+// snapshot is only a shortcut: it is used only if it is of this schema,
+// decodes, and covers no more than the events up to last.
+func (r *Repository[S]) fromSnapshot(ctx context.Context, aggregateID string, last uint64, zero Loaded[S]) (Loaded[S], bool) {
+	snap, ok, err := r.store.LoadSnapshot(ctx, aggregateID)
+	switch {
+	case err != nil:
+		r.ignored(aggregateID, SnapshotUnreadable, err)
+		return zero, false
+	case !ok:
+		return zero, false
+	case snap.SchemaVersion != r.cfg.SnapshotSchema:
+		r.ignored(aggregateID, SnapshotOtherSchema, fmt.Errorf("schema version %d, this build reads %d", snap.SchemaVersion, r.cfg.SnapshotSchema))
+		return zero, false
+	case snap.Sequence > last:
+		r.ignored(aggregateID, SnapshotAhead, fmt.Errorf("it covers sequence %d, the last event is at %d", snap.Sequence, last))
+		return zero, false
+	}
+	var s S
+	if err := json.Unmarshal(snap.State, &s); err != nil {
+		r.ignored(aggregateID, SnapshotUndecodable, err)
+		return zero, false
+	}
+	return Loaded[S]{State: s, Version: snap.Version, Sequence: snap.Sequence}, true
+}
+
+func (r *Repository[S]) ignored(aggregateID, reason string, err error) {
+	if r.cfg.SnapshotIgnored != nil {
+		r.cfg.SnapshotIgnored(aggregateID, reason, err)
+	}
 }
 
 // AsOf bounds a temporal load. Zero fields do not bound.

@@ -13,35 +13,13 @@ import (
 	"github.com/jetsource/jetsource/internal/tracing"
 )
 
-// PublishResult stores a command's outcome on subject and waits for the
-// stream's acknowledgement.
-func (s *Store) PublishResult(ctx context.Context, subject string, r contract.Result) error {
-	body, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode result of %s: %w", r.CommandID, err)
-	}
-	m := nats.NewMsg(subject)
-	m.Data = body
-	tracing.Inject(ctx, m.Header)
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish result of %s: %w", r.CommandID, err)
-	}
-	return nil
-}
-
 // PublishFirstResult stores r on subject unless a result is stored there
 // already: a command has one outcome, the first. It returns the outcome
 // that stands, and whether it is r.
 func (s *Store) PublishFirstResult(ctx context.Context, subject string, r contract.Result) (contract.Result, bool, error) {
-	body, err := json.Marshal(r)
-	if err != nil {
-		return contract.Result{}, false, fmt.Errorf("encode result of %s: %w", r.CommandID, err)
-	}
-	m := nats.NewMsg(subject)
-	m.Data = body
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m := &nats.Msg{Subject: subject, Data: appendResult(make([]byte, 0, 256), r), Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {"0"}}}
 	tracing.Inject(ctx, m.Header)
-	_, err = s.js.PublishMsg(ctx, m)
+	_, err := s.js.PublishMsg(ctx, m)
 	if err == nil {
 		return r, true, nil
 	}

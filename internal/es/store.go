@@ -29,6 +29,10 @@ var (
 	ErrCorrupt = errors.New("corrupt event history")
 )
 
+// noRetry leaves retrying an append to the caller, who knows what a failure
+// means; one value, since building the option allocates.
+var noRetry = jetstream.WithRetryAttempts(0)
+
 // MaxBatch is the most events one append stores atomically (the server's
 // atomic batch limit).
 const MaxBatch = 1000
@@ -63,22 +67,18 @@ func (s *Store) Append(ctx context.Context, aggregateID string, expectedSeq uint
 	subject := contract.EventSubject(aggregateID, s.partitions)
 	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
-		body, err := json.Marshal(e)
-		if err != nil {
-			return 0, fmt.Errorf("encode event %s: %w", e.ID, err)
-		}
-		m := nats.NewMsg(subject)
-		m.Data = body
-		m.Header.Set(jetstream.MsgIDHeader, e.ID)
-		m.Header.Set(contract.HeaderEventType, e.Type)
-		m.Header.Set(contract.HeaderAggregateVersion, strconv.FormatInt(e.Version, 10))
+		m := &nats.Msg{Subject: subject, Data: appendEvent(make([]byte, 0, 512), e), Header: nats.Header{
+			jetstream.MsgIDHeader:           {e.ID},
+			contract.HeaderEventType:        {e.Type},
+			contract.HeaderAggregateVersion: {strconv.FormatInt(e.Version, 10)},
+		}}
 		tracing.Inject(ctx, m.Header)
 		msgs[i] = m
 	}
-	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectedSeq, 10))
+	msgs[0].Header[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expectedSeq, 10)}
 
 	if len(msgs) == 1 {
-		ack, err := s.js.PublishMsg(ctx, msgs[0], jetstream.WithRetryAttempts(0))
+		ack, err := s.js.PublishMsg(ctx, msgs[0], noRetry)
 		if err != nil {
 			return 0, appendError(aggregateID, err)
 		}
