@@ -24,7 +24,7 @@ import (
 func benchLoad(ctx context.Context, cfg config, t *targets) error {
 	const events = 1000
 	rule(fmt.Sprintf("Loading one %d-event order (R1)", events))
-	cl, err := startCluster(filepath.Join(cfg.workDir, "load"), 1, false)
+	cl, err := startCluster(filepath.Join(cfg.workDir, "load"), 1, false, "")
 	if err != nil {
 		return err
 	}

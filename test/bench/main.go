@@ -18,7 +18,8 @@
 //	JETSOURCE_BENCH_SYNC_ORDERS  orders of the throughput workload with fsync before every ack (1500)
 //	JETSOURCE_BENCH_SECONDS      length of each fixed-rate latency run (10)
 //	JETSOURCE_BENCH_PG_SECONDS   length of each PostgreSQL run (5)
-//	JETSOURCE_BENCH_CPUPROFILE   write the aggregator's CPU profile of each cell's throughput run to <value>.<cell>
+//	JETSOURCE_BENCH_PROFILE      write CPU profiles of the aggregator and the servers, and the aggregator's allocation profile, of each cell's throughput run
+//	                             to <value>.<cell>.cpu, <value>.<cell>.n<i>.cpu and <value>.<cell>.allocs
 package main
 
 import (
@@ -63,14 +64,14 @@ func main() {
 
 // config is the run's settings, from the environment.
 type config struct {
-	parts, cells        map[string]bool
-	orders, syncOrders  int
-	seconds, pgSeconds  int
-	cpuprofile, workDir string
+	parts, cells       map[string]bool
+	orders, syncOrders int
+	seconds, pgSeconds int
+	profile, workDir   string
 }
 
 func readConfig() (config, error) {
-	cfg := config{cpuprofile: os.Getenv("JETSOURCE_BENCH_CPUPROFILE")}
+	cfg := config{profile: os.Getenv("JETSOURCE_BENCH_PROFILE")}
 	var errs []string
 	list := func(name, all string) map[string]bool {
 		v := os.Getenv(name)

@@ -59,7 +59,11 @@ func matrix(cfg config) []cell {
 func benchCell(ctx context.Context, cfg config, c cell, t *targets) error {
 	cmds := workload.Waves(c.name, c.orders)
 	rule(fmt.Sprintf("%s: %d orders, %d commands", c.title, c.orders, len(cmds)))
-	cl, err := startCluster(filepath.Join(cfg.workDir, c.name), c.replicas, c.sync)
+	profile := ""
+	if cfg.profile != "" {
+		profile = cfg.profile + "." + c.name
+	}
+	cl, err := startCluster(filepath.Join(cfg.workDir, c.name), c.replicas, c.sync, profile)
 	if err != nil {
 		return err
 	}
@@ -77,30 +81,46 @@ func benchCell(ctx context.Context, cfg config, c cell, t *targets) error {
 		return err
 	}
 
-	raw, err := rawAppends(ctx, js, c.orders, len(cmds))
+	// Raw appends run before and after the aggregator, and the ratio uses
+	// their mean, so that a machine whose speed drifts during the cell (a
+	// shared disk, say) skews it less.
+	cpu0 := cl.cpu()
+	before, err := rawAppends(ctx, js, "raw-", c.orders, len(cmds))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  baseline: raw conditional appends, pipelined (300-byte events)  %8.0f appends/s\n", raw)
+	rawCPU := cl.cpu() - cpu0
 
-	profile := ""
-	if cfg.cpuprofile != "" {
-		profile = cfg.cpuprofile + "." + c.name
-	}
 	agg, err := startAggregator(cl.url(), profile)
 	if err != nil {
 		return err
 	}
 	defer agg.stop()
+	cpu0 = cl.cpu()
+	if err := cl.mark(); err != nil {
+		return err
+	}
 	tp, err := throughput(ctx, nc, js, agg, cmds)
 	if err != nil {
 		return err
 	}
+	if err := cl.report(); err != nil {
+		return err
+	}
+	cmdCPU := cl.cpu() - cpu0
+	after, err := rawAppends(ctx, js, "raw2-", c.orders, len(cmds))
+	if err != nil {
+		return err
+	}
+	raw := (before + after) / 2
 	ratio := tp.rate / raw
+	fmt.Printf("  baseline: raw conditional appends, pipelined (300-byte events)  %8.0f appends/s  (%.0f before, %.0f after the aggregator)\n",
+		raw, before, after)
 	fmt.Printf("  aggregator end to end (publish → stored result)                 %8.0f commands/s  (%s; publishing took %s)\n",
 		tp.rate, tp.elapsed.Round(time.Millisecond), tp.published.Round(time.Millisecond))
 	fmt.Printf("  ratio aggregator / raw appends                                  %8.3f\n", ratio)
 	fmt.Printf("  aggregator process: %s\n", tp.usage.perCommand(len(cmds)))
+	fmt.Printf("  servers' CPU: %s per raw append, %s per command\n", us(rawCPU/time.Duration(len(cmds))), us(cmdCPU/time.Duration(len(cmds))))
 	fmt.Printf("  today (issue 10): %s\n", c.today)
 	var p99 time.Duration
 	if c.rate > 0 {
@@ -135,11 +155,11 @@ func setupStreams(ctx context.Context, js jetstream.JetStream, replicas int) err
 // rawAppends appends total 300-byte events over n aggregate subjects with
 // Nats-Expected-Last-Subject-Sequence, in waves of one event per aggregate,
 // so that each wave's appends are independent and pipelined.
-func rawAppends(ctx context.Context, js jetstream.JetStream, n, total int) (float64, error) {
+func rawAppends(ctx context.Context, js jetstream.JetStream, prefix string, n, total int) (float64, error) {
 	last := make([]uint64, n)
 	subjects := make([]string, n)
 	for i := range subjects {
-		subjects[i] = contract.EventSubject("raw-"+strconv.Itoa(i), partitions)
+		subjects[i] = contract.EventSubject(prefix+strconv.Itoa(i), partitions)
 	}
 	body := make([]byte, 300)
 	start := time.Now()

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -130,7 +131,7 @@ type cluster struct {
 
 // startCluster starts n servers (one, or a cluster of three) with file
 // storage under dir; sync fsyncs every write before acknowledging it.
-func startCluster(dir string, n int, sync bool) (*cluster, error) {
+func startCluster(dir string, n int, sync bool, profile string) (*cluster, error) {
 	c := &cluster{}
 	ports := make([]int, n)
 	routes := make([]string, n)
@@ -149,6 +150,9 @@ func startCluster(dir string, n int, sync bool) (*cluster, error) {
 		if sync {
 			args = append(args, "-sync")
 		}
+		if profile != "" {
+			args = append(args, "-cpuprofile", fmt.Sprintf("%s.n%d.cpu", profile, i))
+		}
 		s, err := startChild(fmt.Sprintf("nats-server n%d", i), args...)
 		if err != nil {
 			c.stop()
@@ -163,6 +167,59 @@ func startCluster(dir string, n int, sync bool) (*cluster, error) {
 		c.urls = append(c.urls, url)
 	}
 	return c, nil
+}
+
+// cpu is the CPU time the servers have used so far, or 0 where the system
+// does not tell (/proc is Linux's).
+func (c *cluster) cpu() time.Duration {
+	var total time.Duration
+	for _, s := range c.servers {
+		total += processCPU(s.cmd.Process.Pid)
+	}
+	return total
+}
+
+// processCPU reads a process's user and system time from /proc; 0 if it
+// cannot.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which may hold spaces, start with
+	// the state (field 3); utime and stime are fields 14 and 15, in clock
+	// ticks of 1/100 s on Linux.
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// mark starts measuring (and profiling) on every server.
+func (c *cluster) mark() error {
+	for _, s := range c.servers {
+		if _, err := s.request("mark"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// report stops profiling on every server.
+func (c *cluster) report() error {
+	for _, s := range c.servers {
+		if _, err := s.request("report"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *cluster) url() string { return strings.Join(c.urls, ",") }
@@ -183,7 +240,8 @@ func freePort() (int, error) {
 }
 
 // serverMain is the "server" role: one embedded NATS server with
-// JetStream, running until stdin closes. It prints its client URL.
+// JetStream, running until stdin closes. It prints its client URL, then
+// serves requests as the aggregator does.
 func serverMain(args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	store := fs.String("store", "", "JetStream store directory")
@@ -191,6 +249,7 @@ func serverMain(args []string) error {
 	clusterPort := fs.Int("cluster-port", 0, "cluster port; 0 for a single server")
 	routes := fs.String("routes", "", "comma-separated cluster routes")
 	syncAlways := fs.Bool("sync", false, "fsync every write before acknowledging it")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -204,8 +263,7 @@ func serverMain(args []string) error {
 	}
 	defer srv.Shutdown()
 	fmt.Println(srv.ClientURL())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return nil
+	return serveRequests(*cpuprofile, "")
 }
 
 // usage is what a process spent between a "mark" and a "report".
@@ -236,6 +294,7 @@ func aggregatorMain(args []string) error {
 	fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
 	url := fs.String("nats", "", "NATS URLs")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
+	memprofile := fs.String("memprofile", "", "write an allocation profile to this file at the first report")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -269,16 +328,25 @@ func aggregatorMain(args []string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	fmt.Println("ready")
+	return serveRequests(*cpuprofile, *memprofile)
+}
+
+// serveRequests answers the parent until stdin closes: on "mark" it starts
+// measuring (and profiling, if cpuprofile is set); on "report" it prints
+// the usage since as JSON (and writes the allocation profile, if
+// memprofile is set).
+func serveRequests(cpuprofile, memprofile string) error {
 	in := bufio.NewScanner(os.Stdin)
 	var (
 		mark    usage
 		profile *os.File
+		err     error
 	)
 	for in.Scan() {
 		switch in.Text() {
 		case "mark":
-			if *cpuprofile != "" && profile == nil {
-				if profile, err = os.Create(*cpuprofile); err != nil {
+			if cpuprofile != "" && profile == nil {
+				if profile, err = os.Create(cpuprofile); err != nil {
 					return err
 				}
 				if err := pprof.StartCPUProfile(profile); err != nil {
@@ -294,7 +362,13 @@ func aggregatorMain(args []string) error {
 				if err := profile.Close(); err != nil {
 					return err
 				}
-				profile = nil
+				profile, cpuprofile = nil, ""
+			}
+			if memprofile != "" {
+				if err := writeHeapProfile(memprofile); err != nil {
+					return err
+				}
+				memprofile = ""
 			}
 			b, _ := json.Marshal(usage{CPU: now.CPU - mark.CPU, Mallocs: now.Mallocs - mark.Mallocs, Bytes: now.Bytes - mark.Bytes})
 			fmt.Println(string(b))
@@ -305,13 +379,25 @@ func aggregatorMain(args []string) error {
 	return nil
 }
 
+func writeHeapProfile(name string) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // aggregatorProcess is a running aggregator child.
 type aggregatorProcess struct{ *child }
 
-func startAggregator(url, cpuprofile string) (*aggregatorProcess, error) {
+func startAggregator(url, profile string) (*aggregatorProcess, error) {
 	args := []string{"aggregator", "-nats", url}
-	if cpuprofile != "" {
-		args = append(args, "-cpuprofile", cpuprofile)
+	if profile != "" {
+		args = append(args, "-cpuprofile", profile+".cpu", "-memprofile", profile+".allocs")
 	}
 	c, err := startChild("aggregator", args...)
 	if err != nil {
