@@ -279,7 +279,9 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.MaxInFlight))
+	// Pull well ahead of the lanes: a small batch makes every few commands
+	// wait for the next pull request.
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(s.cfg.MaxInFlight, pullBatch)))
 	if err != nil {
 		return fmt.Errorf("consume partition %d: %w", partition, err)
 	}
@@ -351,6 +353,10 @@ func watch(work *lanes, t *tenure, reconnected <-chan nats.Status) {
 		}
 	}
 }
+
+// pullBatch is how many commands a partition's consumer delivers ahead of
+// the lanes.
+const pullBatch = 256
 
 // errReconnected restarts a partition whose connection was reestablished.
 var errReconnected = errors.New("reconnected to NATS")
