@@ -157,7 +157,9 @@ func countOrders(events []contract.Event) int {
 func publish(b *testing.B, js jetstream.JetStream, events []contract.Event) map[int]uint64 {
 	b.Helper()
 	ctx := context.Background()
-	futures := make([]jetstream.PubAckFuture, 0, 4096)
+	// Stay below the client's 4000 acks in flight: past them an async
+	// publish stalls, and fails if the server is slow to catch up.
+	futures := make([]jetstream.PubAckFuture, 0, 2000)
 	wait := func() {
 		for _, f := range futures {
 			select {
