@@ -31,8 +31,9 @@ func TestConformance(t *testing.T) {
 // history decides the lifecycles of n orders with the domain, their
 // commands interleaved, and returns the events as the aggregator would
 // store them, an event every seven minutes (so that sales span days).
-// Most orders are delivered; some lose an item, some are canceled after
-// payment, some stay paid or in draft.
+// Most orders are delivered; some add to a line, some lose an item and
+// some get it back, some are canceled after payment, some stay paid or in
+// draft.
 func history(n int) []contract.Event {
 	type lifecycle struct {
 		id    string
@@ -53,8 +54,18 @@ func history(n int) []contract.Event {
 				return order.AddItem{ProductID: fmt.Sprintf("sku-%d", i%5), Quantity: int64(1 + i%3), UnitPriceCents: 500}
 			},
 		}
+		if i%3 == 0 { // adds to the line
+			steps = append(steps, func(order.State) order.Command {
+				return order.AddItem{ProductID: "sku-a", Quantity: 3, UnitPriceCents: 1999}
+			})
+		}
 		if i%4 == 0 {
 			steps = append(steps, func(order.State) order.Command { return order.RemoveItem{ProductID: "sku-a"} })
+		}
+		if i%8 == 0 { // the line again, after its removal
+			steps = append(steps, func(order.State) order.Command {
+				return order.AddItem{ProductID: "sku-a", Quantity: 1, UnitPriceCents: 1999}
+			})
 		}
 		if i%9 != 8 { // stays a draft
 			steps = append(steps, func(order.State) order.Command { return order.SubmitOrder{} },

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jetsource/jetsource/contract"
@@ -38,13 +41,22 @@ func apply(t *testing.T, db *pgxpool.Pool, p projections.Projection, batches ...
 	t.Helper()
 	var err error
 	for _, b := range batches {
-		err = func() error {
+		err = applyIn(db, "jetsource", p, b)
+	}
+	return err
+}
+
+// applyIn applies batches to the tables in schema in one transaction each
+// and stops at the first error.
+func applyIn(db *pgxpool.Pool, schema string, p projections.Projection, batches ...[]contract.Event) error {
+	for _, b := range batches {
+		err := func() error {
 			tx, err := db.Begin(context.Background())
 			if err != nil {
 				return err
 			}
 			defer tx.Rollback(context.Background())
-			if _, err := tx.Exec(context.Background(), "SET LOCAL search_path TO jetsource"); err != nil {
+			if _, err := tx.Exec(context.Background(), "SET LOCAL search_path TO "+pgx.Identifier{schema}.Sanitize()); err != nil {
 				return err
 			}
 			if err := p.Apply(context.Background(), tx, b); err != nil {
@@ -52,8 +64,11 @@ func apply(t *testing.T, db *pgxpool.Pool, p projections.Projection, batches ...
 			}
 			return tx.Commit(context.Background())
 		}()
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 // TestApplyRejectsEventsThatDoNotFit gives each read model a history it
@@ -122,6 +137,76 @@ func TestSummaryAllowsAGapLeftBySkip(t *testing.T) {
 		Scan(&version, &total, &items); err != nil || version != 3 || total != 10 || items != 1 {
 		t.Fatalf("order after the gap: version %d, total %d, %d items, %v", version, total, items, err)
 	}
+}
+
+// TestSummaryBatchesCutAnywhere applies one history in batches of every
+// size and compares the rows with those of one event per batch: a batch
+// may hold any part of an order's life (a line added to, removed and
+// added again, several steps at once), and its rows, written without
+// reading the earlier ones, must come out the same.
+func TestSummaryBatchesCutAnywhere(t *testing.T) {
+	db, err := pgxpool.New(context.Background(), cluster.DB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	events := []contract.Event{
+		ev("ord-1", 1, order.OrderCreated{CustomerID: "c1", Currency: "EUR"}),
+		ev("ord-1", 2, order.ItemAdded{ProductID: "a", Quantity: 2, UnitPriceCents: 300}),
+		ev("ord-2", 1, order.OrderCreated{CustomerID: "c2", Currency: "USD"}),
+		ev("ord-1", 3, order.ItemAdded{ProductID: "b", Quantity: 1, UnitPriceCents: 50}),
+		ev("ord-1", 4, order.ItemAdded{ProductID: "a", Quantity: 3, UnitPriceCents: 300}),
+		ev("ord-2", 2, order.ItemAdded{ProductID: "c", Quantity: 4, UnitPriceCents: 25}),
+		ev("ord-1", 5, order.ItemRemoved{ProductID: "a"}),
+		ev("ord-1", 6, order.ItemAdded{ProductID: "a", Quantity: 1, UnitPriceCents: 300}),
+		ev("ord-1", 7, order.ItemRemoved{ProductID: "b"}),
+		ev("ord-1", 8, order.OrderSubmitted{TotalCents: 300, ItemCount: 1}),
+		ev("ord-2", 3, order.OrderCanceled{Reason: "changed mind"}),
+		ev("ord-1", 9, order.OrderPaid{PaymentID: "pay-1", AmountCents: 300, Method: "card"}),
+		ev("ord-1", 10, order.OrderShipped{Shipment: order.Shipment{TrackingNumber: "trk-1", Carrier: "ups"}}),
+		ev("ord-1", 11, order.OrderDelivered{}),
+	}
+	var want map[string][]string
+	for size := 1; size <= len(events); size++ {
+		schema := fmt.Sprintf("cut_%d", size)
+		if _, err := migrations.Apply(context.Background(), db, schema); err != nil {
+			t.Fatal(err)
+		}
+		var batches [][]contract.Event
+		for i := 0; i < len(events); i += size {
+			batches = append(batches, events[i:min(i+size, len(events))])
+		}
+		if err := applyIn(db, schema, readmodel.OrderSummary{}, batches...); err != nil {
+			t.Fatalf("batches of %d: %v", size, err)
+		}
+		got := dumpTables(t, db, schema, readmodel.OrderSummary{}.Tables())
+		if size == 1 {
+			want = got
+			continue
+		}
+		for table, rows := range want {
+			if !slices.Equal(got[table], rows) {
+				t.Errorf("batches of %d: %s holds\n  %s\nnot, as one event per batch gives,\n  %s",
+					size, table, strings.Join(got[table], "\n  "), strings.Join(rows, "\n  "))
+			}
+		}
+	}
+}
+
+// dumpTables returns every row of the tables in schema as JSON text, sorted.
+func dumpTables(t *testing.T, db *pgxpool.Pool, schema string, tables []string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, table := range tables {
+		rows, err := db.Query(context.Background(), "SELECT to_jsonb(r)::text FROM "+pgx.Identifier{schema, table}.Sanitize()+" r ORDER BY 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[table], err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 func TestNew(t *testing.T) {
