@@ -3,9 +3,7 @@ package natstest
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -66,50 +64,6 @@ func Streams(tb testing.TB, partitions int) (*natsserver.Server, *nats.Conn, jet
 		tb.Fatalf("set up streams: %v", err)
 	}
 	return s, nc, js
-}
-
-// Cluster starts an n-node JetStream cluster in this process and returns its
-// servers; they stop when the test ends. Stream placement needs a meta
-// leader: Streams-like setup should retry until the cluster is ready.
-func Cluster(tb testing.TB, n int) []*natsserver.Server {
-	tb.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = FreePort(tb)
-	}
-	routes := make([]string, n)
-	for i, p := range ports {
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
-	}
-	servers := make([]*natsserver.Server, n)
-	for i := range n {
-		s, err := natsserver.Start(natsserver.Config{
-			StoreDir:    tb.TempDir(),
-			ServerName:  fmt.Sprintf("n%d", i),
-			ClusterName: "jetsource-test",
-			ClusterPort: ports[i],
-			Routes:      routes,
-		})
-		if err != nil {
-			tb.Fatalf("start cluster node %d: %v", i, err)
-		}
-		servers[i] = s
-		tb.Cleanup(func() {
-			if s.Running() {
-				s.Shutdown()
-			}
-		})
-	}
-	return servers
-}
-
-// URLs is the comma-separated client URLs of servers, as NATS_URL takes it.
-func URLs(servers []*natsserver.Server) string {
-	urls := make([]string, len(servers))
-	for i, s := range servers {
-		urls[i] = s.ClientURL()
-	}
-	return strings.Join(urls, ",")
 }
 
 // FreePort returns a local TCP port that was free a moment ago.

@@ -30,9 +30,9 @@ func TestClusterLeaderFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster failover takes seconds")
 	}
-	servers := natstest.Cluster(t, 3)
+	cluster := startNATSCluster(t)
 	connect := func() (*nats.Conn, jetstream.JetStream) {
-		nc, err := nats.Connect(natstest.URLs(servers), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		nc, err := nats.Connect(cluster.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +54,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 	// command's outcome is wrong.
 	aggLog := &lockedBuffer{}
 	acfg := aggregatord.DefaultConfig()
-	acfg.NATS.URL, acfg.MetricsAddr, acfg.Streams = natstest.URLs(servers), "", topology
+	acfg.NATS.URL, acfg.MetricsAddr, acfg.Streams = cluster.url(), "", topology
 	acfg.Aggregator.LeaseTTL = topology.LeaseTTL
 	agg, err := aggregatord.NewMain(acfg, slog.New(slog.NewJSONHandler(aggLog, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -110,12 +110,8 @@ func TestClusterLeaderFailover(t *testing.T) {
 
 	<-killAt
 	leader := streamLeader(t, js, contract.EventsStream)
-	for _, s := range servers {
-		if s.Name() == leader {
-			t.Logf("killing %s, leader of %s", leader, contract.EventsStream)
-			s.Shutdown()
-		}
-	}
+	t.Logf("killing %s, leader of %s", leader, contract.EventsStream)
+	cluster.kill(cluster.index(leader))
 	<-appendsDone
 	<-published
 

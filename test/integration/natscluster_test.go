@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsource/jetsource/internal/eventually"
 	"github.com/jetsource/jetsource/internal/natstest"
 )
 
@@ -83,11 +85,21 @@ func (c *natsCluster) url() string {
 	return strings.Join(urls, ",")
 }
 
-// start runs node i on its configuration and store.
+// start runs node i on its configuration and store, and waits until it
+// accepts client connections.
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
 	n := c.nodes[i]
 	n.proc = startWith(c.t, "nats-server", []string{"-c", n.confFile})
+	addr := fmt.Sprintf("127.0.0.1:%d", n.port)
+	eventually.Holds(c.t, 30*time.Second, n.name+" to accept connections", func() (bool, string) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false, err.Error()
+		}
+		conn.Close()
+		return true, ""
+	})
 }
 
 // kill sends node i SIGKILL: nothing is flushed or closed.
