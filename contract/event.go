@@ -68,9 +68,12 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 
 // DecodeEvent reads a stored message body into an envelope.
 func DecodeEvent(subject string, sequence uint64, body []byte) (Event, error) {
-	var e Event
-	if err := json.Unmarshal(body, &e); err != nil {
-		return Event{}, fmt.Errorf("decode event at sequence %d: %w", sequence, err)
+	e, ok := decodeEnvelope(body)
+	if !ok {
+		e = Event{}
+		if err := json.Unmarshal(body, &e); err != nil {
+			return Event{}, fmt.Errorf("decode event at sequence %d: %w", sequence, err)
+		}
 	}
 	e.Subject, e.Sequence = subject, sequence
 	return e, nil
