@@ -46,7 +46,12 @@ type workerConfig struct {
 	target       target
 	consumerName func(partition int) string
 	// inactive deletes an abandoned consumer after this long; 0 keeps it.
-	inactive    time.Duration
+	inactive time.Duration
+	// memory keeps the consumer's state in memory, sparing the server a
+	// write of it after deliveries and acks: for consumers that need not
+	// outlive a server restart (a worker recreates its consumer at every
+	// start anyway, from the cursor in Postgres).
+	memory      bool
 	batchSize   int
 	batchWait   time.Duration
 	maxAttempts int
@@ -190,6 +195,7 @@ func (w *worker) openConsumer(kill context.Context) (*sessionConsumer, error) {
 		MaxDeliver:        -1,
 		MaxAckPending:     max(4*w.batchSize, 1000),
 		InactiveThreshold: w.inactive,
+		MemoryStorage:     w.memory,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", name, err)
