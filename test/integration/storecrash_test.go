@@ -15,6 +15,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/jetsource/jetsource/contract"
+	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/workload"
 )
 
@@ -245,33 +246,17 @@ func (s *stack) leaderEvent(seq uint64) (contract.Event, bool) {
 		found bool
 	)
 	retry(s.t, time.Minute, fmt.Sprintf("read event %d from the leader", seq), func() error {
-		req, _ := json.Marshal(map[string]uint64{"seq": seq})
-		resp, err := s.nc.Request("$JS.API.STREAM.MSG.GET."+contract.EventsStream, req, 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m, err := es.LeaderMsg(ctx, s.js, contract.EventsStream, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			found = false
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		var r struct {
-			Message *struct {
-				Subject string `json:"subject"`
-				Seq     uint64 `json:"seq"`
-				Data    []byte `json:"data"`
-			} `json:"message"`
-			Error *struct {
-				Code    int `json:"code"`
-				ErrCode int `json:"err_code"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			return err
-		}
-		switch {
-		case r.Error != nil && r.Error.Code == 404:
-			found = false
-			return nil
-		case r.Error != nil:
-			return fmt.Errorf("get message %d: error %d", seq, r.Error.ErrCode)
-		}
-		e, err = contract.DecodeEvent(r.Message.Subject, r.Message.Seq, r.Message.Data)
+		e, err = contract.DecodeEvent(m.Subject, m.Sequence, m.Data)
 		found = err == nil
 		return err
 	})
