@@ -41,6 +41,11 @@ func CommandSubject(orderID, commandType string) string {
 	return CommandsPrefix + orderID + "." + commandType
 }
 
+// UntypedCommandSubjects matches a command subject that lacks the command
+// type token (orders.commands.<orderId>). No stream stores such a message;
+// the aggregator answers a request on it with an error saying so.
+const UntypedCommandSubjects = CommandsPrefix + "*"
+
 // CommandPartitionFilter matches the stored commands of one partition.
 func CommandPartitionFilter(partition int) string {
 	return CommandsPrefix + strconv.Itoa(partition) + ".>"

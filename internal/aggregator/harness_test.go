@@ -247,7 +247,7 @@ func rejectedWith(t *testing.T, r contract.Result, code contract.Code) {
 
 // counter is an Observer that counts what tests assert on.
 type counter struct {
-	appends, replayed, snapshotsIgnored atomic.Int64
+	appends, replayed, snapshotsIgnored, untyped atomic.Int64
 }
 
 func (c *counter) CommandHandled(_, _, _ string, replayed bool, _ time.Duration) {
@@ -259,6 +259,7 @@ func (c *counter) CacheLookup(bool)            {}
 func (c *counter) Append(time.Duration, error) { c.appends.Add(1) }
 func (c *counter) Retry()                      {}
 func (c *counter) SnapshotIgnored(string)      { c.snapshotsIgnored.Add(1) }
+func (c *counter) UntypedCommand()             { c.untyped.Add(1) }
 func (c *counter) Partition(int, bool)         {}
 
 // waitCount waits until n reaches at least want.

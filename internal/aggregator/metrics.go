@@ -19,6 +19,7 @@ type Metrics struct {
 	cache           *prometheus.CounterVec
 	partitions      prometheus.Gauge
 	snapshots       *prometheus.CounterVec
+	untyped         prometheus.Counter
 }
 
 // NewMetrics registers the aggregator's series with reg.
@@ -59,8 +60,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "jetsource_aggregator_snapshots_ignored_total",
 			Help: "Snapshots a load did not use, by reason: unreadable, other_schema, undecodable, ahead (covers events the stream does not have), inconsistent (the events after it do not continue it).",
 		}, []string{"reason"}),
+		untyped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_commands_untyped_total",
+			Help: "Messages published on orders.commands.<orderId> without the command type token: no stream stores them; the aggregator answers a request with an error.",
+		}),
 	}
-	reg.MustRegister(m.commands, m.commandDuration, m.appendDuration, m.appendErrors, m.retries, m.cache, m.partitions, m.snapshots)
+	reg.MustRegister(m.commands, m.commandDuration, m.appendDuration, m.appendErrors, m.retries, m.cache, m.partitions, m.snapshots, m.untyped)
 	for _, kind := range []string{"conflict", "unknown", "other"} {
 		m.appendErrors.WithLabelValues(kind)
 	}
@@ -85,9 +90,6 @@ func (m *Metrics) CommandHandled(commandType, status, code string, replayed bool
 // CacheLookup implements Observer.
 func (m *Metrics) CacheLookup(hit bool) {
 	if hit {
-		for _, reason := range []string{es.SnapshotUnreadable, es.SnapshotOtherSchema, es.SnapshotUndecodable, es.SnapshotAhead, es.SnapshotInconsistent} {
-			m.snapshots.WithLabelValues(reason)
-		}
 		m.cache.WithLabelValues("hit").Inc()
 	} else {
 		m.cache.WithLabelValues("miss").Inc()
@@ -122,3 +124,6 @@ func (m *Metrics) Partition(_ int, owned bool) {
 
 // SnapshotIgnored implements Observer.
 func (m *Metrics) SnapshotIgnored(reason string) { m.snapshots.WithLabelValues(reason).Inc() }
+
+// UntypedCommand implements Observer.
+func (m *Metrics) UntypedCommand() { m.untyped.Inc() }

@@ -21,6 +21,9 @@ type Observer interface {
 	// SnapshotIgnored reports a snapshot a load did not use, and why (one
 	// of the es.Snapshot* reasons).
 	SnapshotIgnored(reason string)
+	// UntypedCommand reports a message on a command subject without the
+	// command type token, which no stream stores.
+	UntypedCommand()
 }
 
 type nopObserver struct{}
@@ -31,3 +34,4 @@ func (nopObserver) Append(time.Duration, error)                                {
 func (nopObserver) Retry()                                                     {}
 func (nopObserver) Partition(int, bool)                                        {}
 func (nopObserver) SnapshotIgnored(string)                                     {}
+func (nopObserver) UntypedCommand()                                            {}

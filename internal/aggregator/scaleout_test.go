@@ -59,6 +59,7 @@ func (ownershipObserver) CacheLookup(bool)                                      
 func (ownershipObserver) Append(time.Duration, error)                                {}
 func (ownershipObserver) Retry()                                                     {}
 func (ownershipObserver) SnapshotIgnored(string)                                     {}
+func (ownershipObserver) UntypedCommand()                                            {}
 
 func (ob ownershipObserver) Partition(p int, owned bool) {
 	o := ob.o

@@ -172,6 +172,11 @@ func New(js jetstream.JetStream, cfg Config) (*Service, error) {
 // stops fetching, finishes the command in hand of each partition, gives its
 // leases up and returns.
 func (s *Service) Run(ctx context.Context) error {
+	untyped, err := s.answerUntyped()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = untyped.Unsubscribe() }()
 	c := &coordinator{
 		self:       s.cfg.ReplicaID,
 		partitions: s.cfg.Partitions,

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +118,25 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 	if v := metricValue(t, after, `jetsource_aggregator_commands_total\{code="invalid_state",replayed="false",status="rejected",type="PayOrder"\}`); v != 5 {
 		t.Errorf("rejected wrong payments counted %v, want 5", v)
 	}
+
+	// A command sent without its type token is stored by no stream: the
+	// aggregator answers a request, and logs and counts every one.
+	untyped := contract.CommandsPrefix + "ops-untyped"
+	if err := nc.Publish(untyped, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := nc.Request(untyped, []byte(`{}`), 5*time.Second)
+	if err != nil {
+		t.Fatalf("request on %s: %v", untyped, err)
+	}
+	if !strings.Contains(string(reply.Data), untyped+" has no command type, so nothing was stored") {
+		t.Fatalf("request on %s answered %s, want an error saying it has no command type", untyped, reply.Data)
+	}
+	eventually.True(t, 10*time.Second, "both untyped commands counted and logged", func() bool {
+		_, body := httpGet(base + "/metrics")
+		return metricValue(t, body, "jetsource_aggregator_commands_untyped_total") == 2 &&
+			strings.Count(agg.out.String(), "command without a type token") == 2
+	})
 
 	srv.Shutdown()
 	eventually.True(t, 10*time.Second, "/readyz answers 503 while NATS is down", func() bool { code, _ := httpGet(base + "/readyz"); return code == 503 })

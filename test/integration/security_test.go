@@ -309,6 +309,7 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 			return consumeOne(ctx, c, contract.CommandsStream, "aggregator-"+strconv.Itoa(p), contract.CommandPartitionFilter(p))
 		}},
 		cell{role: "aggregator", may: true, what: "use its lease bucket", do: useLeaseBucket},
+		cell{role: "aggregator", may: true, what: "answer commands sent without a type token", do: subscribe(contract.UntypedCommandSubjects)},
 		readEvents("aggregator", true),
 		leaderGet("aggregator"),
 		cell{role: "aggregator", may: true, what: "read results and snapshots by direct get", do: func(ctx context.Context, c *roleConn) error {
@@ -332,7 +333,10 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 	cells = append(cells, command("projector", false, "CreateOrder"))
 	cells = append(cells, admin("projector")...)
 	// publisher and payments
-	cells = append(cells, command("publisher", true, "CreateOrder"))
+	cells = append(cells, command("publisher", true, "CreateOrder"),
+		cell{role: "publisher", what: "send commands without a type token", do: func(_ context.Context, c *roleConn) error {
+			return c.nc.Publish(contract.CommandsPrefix+newID(), body)
+		}})
 	cells = append(cells, readResults("publisher", true)...)
 	cells = append(cells, write("publisher", false)...)
 	cells = append(cells, readEvents("publisher", false),
