@@ -39,8 +39,9 @@ bench:
 # a three-node nats-server cluster (R3, fsync per write) and of its events
 # leader, and nodes restarted on an empty store; PostgreSQL killed during
 # projection and during a rebuild; aggregators frozen with SIGSTOP; the
-# linearizability check with aggregators killed; the cluster failover and
-# restarts of NATS and PostgreSQL.
+# linearizability check with aggregators killed; the cluster failover,
+# restarts of NATS and PostgreSQL, and the events stream recreated below the
+# projectors' cursors.
 chaos:
 	JETSOURCE_CHAOS_ORDERS=$${JETSOURCE_CHAOS_ORDERS:-2000} JETSOURCE_CHAOS_KILLS=$${JETSOURCE_CHAOS_KILLS:-25} \
 	JETSOURCE_CHAOS_NATS_ORDERS=$${JETSOURCE_CHAOS_NATS_ORDERS:-600} JETSOURCE_CHAOS_NATS_KILLS=$${JETSOURCE_CHAOS_NATS_KILLS:-12} \
@@ -50,7 +51,7 @@ chaos:
 	JETSOURCE_CHAOS_FREEZE_ORDERS=$${JETSOURCE_CHAOS_FREEZE_ORDERS:-600} JETSOURCE_CHAOS_FREEZE_KILLS=$${JETSOURCE_CHAOS_FREEZE_KILLS:-10} \
 	JETSOURCE_CHAOS_LZ_KILLS=$${JETSOURCE_CHAOS_LZ_KILLS:-15} \
 		$(GO) test -count=1 -v -timeout 60m \
-		-run 'TestChaos|TestNATSNode|TestPostgresKilled|TestAggregatorFrozen|TestCommandsAreLinearizable|TestClusterLeaderFailover|Restart' ./test/integration
+		-run 'TestChaos|TestNATSNode|TestPostgresKilled|TestAggregatorFrozen|TestCommandsAreLinearizable|TestClusterLeaderFailover|Restart|TestLostEvents' ./test/integration
 
 # The all-in-one dev stack: NATS, Postgres, the aggregator and the projectors
 # in one process, with a demo workload; data in .data. Flags: ARGS="--reset".

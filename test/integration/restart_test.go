@@ -23,7 +23,9 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 	for _, p := range []string{"order_summary", "order_history", "sales_daily"} {
 		s.run(p, "projector", "PROJECTOR_PROJECTION="+p)
 	}
-	cmds := workload.Waves("natsrestart", 120)
+	const orders = 120
+	cmds := workload.Waves("natsrestart", orders)
+	start := time.Now()
 	published := make(chan error, 1)
 	go func() { published <- s.publish(context.Background(), cmds, 20*time.Millisecond) }()
 	// Restart while commands stream in: once the first events are stored.
@@ -33,8 +35,9 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	results := s.results(cmds, 2*time.Minute)
-	s.checkOutcomes(cmds, results)
-	s.checkReadModels()
+	faultSummary{kind: "NATS server stopped gracefully and started again on its data",
+		injection: "Shutdown of the embedded server, start after 1s", fsync: "one embedded server, R1, default fsync",
+		orders: orders, faults: []string{"nats"}, v: s.checkOutcomes(cmds, results), took: time.Since(start)}.finish(t, s)
 }
 
 // TestPostgresRestartDuringProjection stops PostgreSQL while projectors
@@ -69,7 +72,9 @@ func TestPostgresRestartDuringProjection(t *testing.T) {
 	for _, p := range []string{"order_summary", "order_history", "sales_daily"} {
 		s.run(p, "projector", "PROJECTOR_PROJECTION="+p, "PROJECTOR_BATCH_SIZE=20")
 	}
-	cmds := workload.Waves("pgrestart", 120)
+	const orders = 120
+	cmds := workload.Waves("pgrestart", orders)
+	start := time.Now()
 	published := make(chan error, 1)
 	go func() { published <- s.publish(ctx, cmds, 20*time.Millisecond) }()
 	// Stop Postgres while the projectors work: once the first events are
@@ -87,8 +92,9 @@ func TestPostgresRestartDuringProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	results := s.results(cmds, 2*time.Minute)
-	s.checkOutcomes(cmds, results)
-	s.checkReadModels()
+	faultSummary{kind: "PostgreSQL stopped gracefully and started again on its data",
+		injection: "pg_ctl stop -m fast, start once 30 more events are stored", fsync: "PostgreSQL fsync off, synchronous_commit off",
+		orders: orders, faults: []string{"postgres"}, v: s.checkOutcomes(cmds, results), took: time.Since(start)}.finish(t, s)
 }
 
 // eventsStored is the number of events in the event store.
