@@ -212,11 +212,13 @@ func (r *rebuild) startWorkers(ctx context.Context, epoch int64) *shadowWorkers 
 		target:       newTarget(shadowSchema(r.cfg.Schema, r.name), r.name),
 		consumerName: func(part int) string { return rebuildConsumerName(r.cfg.Schema, r.name, part) },
 		inactive:     10 * time.Minute,
-		batchSize:    r.opts.BatchSize,
-		batchWait:    r.opts.BatchWait,
-		maxAttempts:  r.opts.MaxAttempts,
-		ackWait:      DefaultConfig().AckWait,
-		log:          r.log,
+		// Only the rebuild reads them; a server restart costs a new one.
+		memory:      true,
+		batchSize:   r.opts.BatchSize,
+		batchWait:   r.opts.BatchWait,
+		maxAttempts: r.opts.MaxAttempts,
+		ackWait:     DefaultConfig().AckWait,
+		log:         r.log,
 		// A rebuild replays old events: their traces ended long ago.
 		tracer:    noop.NewTracerProvider().Tracer(""),
 		committed: func(s BatchStats) { r.done.Add(uint64(s.Events)) },

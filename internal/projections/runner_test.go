@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/eventually"
@@ -83,45 +82,12 @@ func TestReadModelsMatchTheEvents(t *testing.T) {
 	for p := range natstest.Partitions {
 		name := projections.ConsumerName(schema, readmodel.NameOrderSummary, p)
 		c, err := stream.Consumer(context.Background(), name)
-		if err != nil || c.CachedInfo().Config.FilterSubject != contract.EventPartitionFilter(p) || !c.CachedInfo().Config.MemoryStorage {
-			t.Errorf("consumer %s: %v; want one kept in memory, filtered to partition %d", name, err, p)
+		if err != nil || c.CachedInfo().Config.FilterSubject != contract.EventPartitionFilter(p) {
+			t.Errorf("consumer %s: %v", name, err)
 		}
 	}
 	if letters, err := e.admin.DeadLetters(context.Background(), projections.DeadLetterQuery{}); err != nil || len(letters) > 0 {
 		t.Errorf("dead letters: %v, %v; want none", letters, err)
-	}
-}
-
-// TestRunnerReplacesConsumersKeptOnDisk starts a runner where an earlier
-// version left the partitions' consumers with their state on disk (a
-// consumer's storage cannot be updated): it replaces them with consumers
-// kept in memory and projects every event once.
-func TestRunnerReplacesConsumersKeptOnDisk(t *testing.T) {
-	e := newEnv(t)
-	f := newFeeder(e.store, 2)
-	scripts := f.scripts("disk", 40)
-	f.run(t, scripts...)
-	stream, err := e.js.Stream(context.Background(), contract.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p := range natstest.Partitions {
-		if _, err := stream.CreateConsumer(context.Background(), jetstream.ConsumerConfig{
-			Durable:       projections.ConsumerName(schema, readmodel.NameOrderSummary, p),
-			FilterSubject: contract.EventPartitionFilter(p),
-			AckPolicy:     jetstream.AckAllPolicy,
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.start(t, "upgraded", projections.Config{Projection: readmodel.OrderSummary{}, BatchSize: 16})
-	e.waitCaughtUp(t, readmodel.NameOrderSummary, f.lastByPartition())
-	compare(t, e.rows(t), fold(t, storedEvents(t, e.store, ids(scripts)), nil), "orders", "order_items")
-	for p := range natstest.Partitions {
-		name := projections.ConsumerName(schema, readmodel.NameOrderSummary, p)
-		if c, err := stream.Consumer(context.Background(), name); err != nil || !c.CachedInfo().Config.MemoryStorage {
-			t.Errorf("consumer %s: %v; want one kept in memory", name, err)
-		}
 	}
 }
 

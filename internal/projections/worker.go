@@ -46,7 +46,12 @@ type workerConfig struct {
 	target       target
 	consumerName func(partition int) string
 	// inactive deletes an abandoned consumer after this long; 0 keeps it.
-	inactive    time.Duration
+	inactive time.Duration
+	// memory keeps the consumer's state in memory, sparing the server a
+	// write of it after deliveries and acks: for consumers that need not
+	// outlive a server restart (a worker recreates its consumer at every
+	// start anyway, from the cursor in Postgres).
+	memory      bool
 	batchSize   int
 	batchWait   time.Duration
 	maxAttempts int
@@ -178,7 +183,7 @@ func (w *worker) openConsumer(kill context.Context) (*sessionConsumer, error) {
 		return nil, err
 	}
 	name := w.consumerName(w.partition)
-	cfg := jetstream.ConsumerConfig{
+	cons, err := stream.CreateOrUpdateConsumer(kill, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "projection " + w.target.projection + " in schema " + w.target.schema,
 		FilterSubject: contract.EventPartitionFilter(w.partition),
@@ -190,21 +195,8 @@ func (w *worker) openConsumer(kill context.Context) (*sessionConsumer, error) {
 		MaxDeliver:        -1,
 		MaxAckPending:     max(4*w.batchSize, 1000),
 		InactiveThreshold: w.inactive,
-		// The consumer's state is kept in memory, sparing the server a
-		// write of it after deliveries and acks: nothing needs it after a
-		// server restart, since a worker resets its consumer to the cursor
-		// in Postgres at every start (checkIdle notices a consumer that
-		// is gone).
-		MemoryStorage: true,
-	}
-	cons, err := stream.CreateOrUpdateConsumer(kill, cfg)
-	if err != nil && storedOnDisk(kill, stream, name) {
-		// An earlier version kept the consumer on disk, and a consumer's
-		// storage cannot be updated: replace it.
-		if err = stream.DeleteConsumer(kill, name); err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) {
-			cons, err = stream.CreateOrUpdateConsumer(kill, cfg)
-		}
-	}
+		MemoryStorage:     w.memory,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", name, err)
 	}
@@ -220,13 +212,6 @@ func (w *worker) openConsumer(kill context.Context) (*sessionConsumer, error) {
 	// reset.Delivered.Consumer+1. Any other number means a delivery went
 	// elsewhere, and the run of events this worker sees has a hole.
 	return &sessionConsumer{cons: cons, msgs: msgs, cursor: cursor, next: reset.Delivered.Consumer + 1, last: cursor}, nil
-}
-
-// storedOnDisk reports whether the stream has a consumer of that name whose
-// state is kept on disk.
-func storedOnDisk(ctx context.Context, stream jetstream.Stream, name string) bool {
-	c, err := stream.Consumer(ctx, name)
-	return err == nil && !c.CachedInfo().Config.MemoryStorage
 }
 
 // project commits the batch's events past the cursor together with the
