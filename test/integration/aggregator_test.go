@@ -23,6 +23,7 @@ import (
 // stream in, restarts it, and checks every command got exactly its one
 // outcome and every order's history is exact.
 func TestAggregatorKilledUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
+	t.Parallel()
 	const orders, kills = 150, 4
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)

@@ -52,6 +52,7 @@ func chaosFromEnv(t *testing.T, prefix string, orders, kills int) chaosSettings 
 // no event was lost or stored twice, and every read model equals a fresh
 // projection of the events.
 func TestChaos(t *testing.T) {
+	t.Parallel()
 	cfg := chaosFromEnv(t, "JETSOURCE_CHAOS", 150, 6)
 	rng := rand.New(rand.NewPCG(cfg.seed, 1))
 	s := newStack(t)

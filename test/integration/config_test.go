@@ -17,6 +17,7 @@ import (
 // with bad configuration: each exits 2 with one message that names every
 // problem by its variable, in the user's words (issue 14, item 5).
 func TestBinariesRefuseBadConfiguration(t *testing.T) {
+	t.Parallel()
 	srv, _, _ := natstest.Streams(t, 16)
 	nats := "NATS_URL=" + srv.ClientURL()
 	tests := []struct {
@@ -70,6 +71,7 @@ func TestBinariesRefuseBadConfiguration(t *testing.T) {
 // TestHelpAndVersionStartNothing: with a NATS server running and every
 // variable valid, --help and --version only print (issue 14, item 4).
 func TestHelpAndVersionStartNothing(t *testing.T) {
+	t.Parallel()
 	srv, nc, js := natstest.Streams(t, 16)
 	for _, binary := range []string{"aggregator", "projector", "query", "orderctl"} {
 		for _, flag := range []string{"--help", "--version"} {

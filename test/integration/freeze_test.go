@@ -26,6 +26,7 @@ import (
 // owner handles in order. Every command gets exactly one outcome, no event
 // is lost, doubled or reordered.
 func TestAggregatorFrozenWhileHoldingCommands(t *testing.T) {
+	t.Parallel()
 	cfg := chaosFromEnv(t, "JETSOURCE_CHAOS_FREEZE", 120, 2)
 	s := newStack(t)
 	for i := range 2 {

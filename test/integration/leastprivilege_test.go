@@ -156,6 +156,7 @@ func TestLeastPrivilegeLifecycle(t *testing.T) {
 // difference of each stream, and the streams stay R1; a projector does the
 // same for ORDERS_EVENTS.
 func TestServicesRefuseStreamsTheyWouldChange(t *testing.T) {
+	t.Parallel()
 	srv, _, js := natstest.Streams(t, natstest.Partitions)
 	for _, binary := range []string{"aggregator", "projector"} {
 		env := []string{"NATS_URL=" + srv.ClientURL(), "JETSOURCE_REPLICAS=3", "METRICS_ADDR=127.0.0.1:0"}

@@ -103,6 +103,7 @@ func orderModel() porcupine.Model {
 // client's timeout is recorded as of unknown outcome (it may take effect
 // later, or never), not as a failure.
 func TestCommandsAreLinearizable(t *testing.T) {
+	t.Parallel()
 	srv, nc, js := natstest.Streams(t, natstest.Partitions)
 	// The aggregators run with a short lease TTL, and the bucket with the same.
 	topology := natstest.Topology(natstest.Partitions)

@@ -27,6 +27,7 @@ import (
 // rebuild` resets the projection, and the projector then goes on by itself
 // to tables equal to a fresh projection of the stream.
 func TestLostEventsStopTheProjector(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	s.run("aggregator", "aggregator", "AGGREGATOR_REPLICA_ID=agg-0", "AGGREGATOR_LEASE_TTL=2s")
 	addr := freeAddr(t)

@@ -1,6 +1,12 @@
 // Package integration holds black-box tests that run the JetSource binaries
 // as processes against an embedded NATS server and a real PostgreSQL, and
 // kill them.
+//
+// The tests run two at a time (t.Parallel; go test's -parallel defaults to the
+// number of CPUs): each has servers of its own (NATS, or a cluster of
+// nats-server processes; a database of the shared PostgreSQL, or a
+// PostgreSQL of its own) on random ports. Only the tests that set
+// environment variables (startAuthNATS) run alone, before the others.
 package integration
 
 import (
@@ -39,19 +45,27 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	binDir = dir
 	// nats-server itself too, for the tests that crash real server
-	// processes (its module's root package is its main package).
-	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "../../cmd/...", "github.com/nats-io/nats-server/v2")
+	// processes (its module's root package is its main package). Linked as
+	// deploy/Dockerfile links them, without symbol table and DWARF, and
+	// built while PostgreSQL starts.
+	build := exec.Command("go", "build", "-ldflags=-s -w", "-o", dir+string(filepath.Separator), "../../cmd/...", "github.com/nats-io/nats-server/v2")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := build.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		return 1
 	}
-	c, stop, err := pgtest.StartCluster()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "postgres:", err)
+	c, stop, pgErr := pgtest.StartCluster()
+	if pgErr == nil {
+		defer stop()
+	}
+	if err := build.Wait(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		return 1
 	}
-	defer stop()
+	if pgErr != nil {
+		fmt.Fprintln(os.Stderr, "postgres:", pgErr)
+		return 1
+	}
 	postgres = c
 	return m.Run()
 }

@@ -64,6 +64,7 @@ func metricValue(t *testing.T, body, series string) float64 {
 // and commands published after the restart are handled without operator
 // action.
 func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	srv, err := natsserver.Start(natsserver.Config{StoreDir: dir})
 	if err != nil {
@@ -176,6 +177,7 @@ func waitResult(t *testing.T, js jetstream.JetStream, commandID string) {
 // TestProjectorMetricsAndReadiness scrapes a running projector under load
 // and watches its readiness follow NATS going away and coming back.
 func TestProjectorMetricsAndReadiness(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	s.run("aggregator", "aggregator", "AGGREGATOR_REPLICA_ID=agg-0")
 	addr := freeAddr(t)

@@ -72,6 +72,7 @@ func (c *crashablePostgres) crash(pause time.Duration) {
 // those events again, and the read models end exactly as a fresh
 // projection.
 func TestPostgresKilledDuringProjection(t *testing.T) {
+	t.Parallel()
 	cfg := chaosFromEnv(t, "JETSOURCE_CHAOS_PG", 120, 3)
 	rng := rand.New(rand.NewPCG(cfg.seed, 3))
 	pg := startCrashablePostgres(t)
@@ -123,6 +124,7 @@ func TestPostgresKilledDuringProjection(t *testing.T) {
 // and says so, the live tables keep serving, the live projectors recover,
 // and the rebuild run again swaps in tables equal to a fresh projection.
 func TestPostgresKilledDuringRebuild(t *testing.T) {
+	t.Parallel()
 	cfg := chaosFromEnv(t, "JETSOURCE_CHAOS_PG_REBUILD", 120, 1)
 	rng := rand.New(rand.NewPCG(cfg.seed, 4))
 	pg := startCrashablePostgres(t)

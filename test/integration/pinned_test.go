@@ -103,6 +103,7 @@ func handled(client, out string) []handling {
 // uses the figures to decide against replacing the leases; the test itself
 // asserts only that pinning holds and moves on a freeze.
 func TestPinnedClientFrozenWithMessagesInHand(t *testing.T) {
+	t.Parallel()
 	srv := natstest.Server(t)
 	_, js := natstest.Connect(t, srv)
 	ctx := context.Background()

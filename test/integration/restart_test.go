@@ -18,6 +18,7 @@ import (
 // while commands stream in: the aggregator and the projectors reconnect and
 // resume without operator action, and nothing is lost or doubled.
 func TestNATSRestartUnderLoad(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	s.run("aggregator", "aggregator", "AGGREGATOR_REPLICA_ID=agg-0", "AGGREGATOR_LEASE_TTL=2s")
 	for _, p := range []string{"order_summary", "order_history", "sales_daily"} {
@@ -44,6 +45,7 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 // work and starts it again: they reconnect and resume from their cursors,
 // and the read models end exactly as a fresh projection.
 func TestPostgresRestartDuringProjection(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	// The server runs as the postgres user, who must be able to reach the
 	// data folder.

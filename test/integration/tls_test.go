@@ -148,6 +148,7 @@ func plaintextRefused(t *testing.T, addr string) bool {
 // one is refused and the binaries connect with NATS_TLS_CERT and
 // NATS_TLS_KEY.
 func TestTLSRequired(t *testing.T) {
+	t.Parallel()
 	c := newCerts(t)
 	for _, verify := range []bool{false, true} {
 		t.Run(fmt.Sprintf("client certificates required %v", verify), func(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 // the aggregator, the event store and the order_summary projector: every
 // span, up to the one that projected the row, is in the command's trace.
 func TestOneTraceFromCommandToProjectedRow(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, nc, js := natstest.Streams(t, natstest.Partitions)

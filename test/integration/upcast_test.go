@@ -29,6 +29,7 @@ import (
 // service answers with it (through orderctl), and the Go client decodes it,
 // all in the version 2 shape.
 func TestSchemaVersion1EventsAreReadEverywhere(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
