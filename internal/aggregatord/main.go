@@ -7,20 +7,14 @@ package aggregatord
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jetsource/jetsource/internal/aggregator"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/opsserver"
+	"github.com/jetsource/jetsource/internal/process"
 	"github.com/jetsource/jetsource/internal/startup"
 	"github.com/jetsource/jetsource/internal/tracing"
 )
@@ -73,10 +67,7 @@ type Main struct {
 	cfg Config
 	log *slog.Logger
 
-	nc          *nats.Conn
-	ops         *opsserver.Server
-	stopOps     func() error
-	stopTracing func(context.Context) error
+	proc        *process.Process
 	stopService context.CancelFunc
 	done        chan struct{}
 	err         error // the service's, set before done is closed
@@ -96,36 +87,20 @@ func NewMain(cfg Config, log *slog.Logger) (*Main, error) {
 // Close in either case.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.cfg
-	nc, err := natsconn.Connect(cfg.NATS, "jetsource-aggregator", m.log)
+	proc, err := process.Open(ctx, cfg.NATS, "jetsource-aggregator", cfg.Tracing, "jetsource-aggregator", m.log)
+	m.proc = proc
 	if err != nil {
 		return err
 	}
-	m.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	tp, stopTracing, err := tracing.Provider(ctx, cfg.Tracing, "jetsource-aggregator")
-	if err != nil {
-		return err
-	}
-	m.stopTracing = stopTracing
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
+	js := proc.JS
 	svcCfg := cfg.Aggregator
-	svcCfg.Logger, svcCfg.Observer, svcCfg.Tracer = m.log, aggregator.NewMetrics(reg), tp
+	svcCfg.Logger, svcCfg.Observer, svcCfg.Tracer = m.log, aggregator.NewMetrics(proc.Registry), proc.Tracer
 	svc, err := aggregator.New(js, svcCfg)
 	if err != nil {
 		return err
 	}
-	if cfg.MetricsAddr != "" {
-		if m.ops, err = opsserver.Listen(cfg.MetricsAddr, reg, svc.Ready, m.log); err != nil {
-			return err
-		}
-		// The ops server outlives the drain (Close), so probes and scrapes
-		// see it.
-		m.stopOps = m.ops.Background()
+	if err := proc.Serve(cfg.MetricsAddr, svc.Ready); err != nil {
+		return err
 	}
 
 	// Liveness is served from here on; readiness waits for the streams and
@@ -143,19 +118,14 @@ func (m *Main) Run(ctx context.Context) error {
 		defer close(m.done)
 		m.err = svc.Run(run)
 	}()
-	m.log.Info("aggregator started", "nats", nc.ConnectedUrlRedacted(), "partitions", cfg.Streams.Partitions,
+	m.log.Info("aggregator started", "nats", proc.NC.ConnectedUrlRedacted(), "partitions", cfg.Streams.Partitions,
 		"replica", cfg.Aggregator.ReplicaID, "metrics", m.MetricsAddr())
 	return nil
 }
 
 // MetricsAddr is the address of /metrics, /healthz and /readyz, once Run
 // has started serving them; empty otherwise.
-func (m *Main) MetricsAddr() string {
-	if m.ops == nil {
-		return ""
-	}
-	return m.ops.Addr()
-}
+func (m *Main) MetricsAddr() string { return m.proc.MetricsAddr() }
 
 // Done is closed when the service stops: on its own (Err says why), or
 // after Close.
@@ -168,29 +138,12 @@ func (m *Main) Err() error { return m.err }
 // hand; then the NATS connection is flushed and closed, the ops server stops and traces
 // are flushed. It returns what went wrong on the way.
 func (m *Main) Close() error {
-	var errs []error
 	if m.stopService != nil {
 		m.stopService()
 		<-m.done
 		m.log.Info("aggregator stopped", "error", m.err)
 	}
-	if m.nc != nil {
-		// The service has its publications acknowledged; what is left to
-		// send is flushed before the connection closes.
-		if m.nc.IsConnected() {
-			if err := m.nc.FlushTimeout(5 * time.Second); err != nil {
-				errs = append(errs, fmt.Errorf("flush the NATS connection: %w", err))
-			}
-		}
-		m.nc.Close()
-	}
-	if m.stopOps != nil {
-		errs = append(errs, m.stopOps())
-	}
-	if m.stopTracing != nil {
-		if err := m.stopTracing(context.Background()); err != nil {
-			errs = append(errs, fmt.Errorf("flush traces: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	// The service has its publications acknowledged; what is left to send
+	// is flushed before the connection closes.
+	return m.proc.Close()
 }

@@ -10,19 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/opsserver"
+	"github.com/jetsource/jetsource/internal/process"
 	"github.com/jetsource/jetsource/internal/projections"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 	"github.com/jetsource/jetsource/internal/projections/readmodel"
@@ -93,14 +90,11 @@ type Main struct {
 	cfg Config
 	log *slog.Logger
 
-	nc          *nats.Conn
-	pool        *pgxpool.Pool
-	ops         *opsserver.Server
-	stopOps     func() error
-	stopTracing func(context.Context) error
-	stopRunner  context.CancelFunc
-	done        chan struct{}
-	err         error // the runner's, set before done is closed
+	proc       *process.Process
+	pool       *pgxpool.Pool
+	stopRunner context.CancelFunc
+	done       chan struct{}
+	err        error // the runner's, set before done is closed
 }
 
 // NewMain checks cfg and returns a Main that logs to log, with the
@@ -121,42 +115,29 @@ func NewMain(cfg Config, log *slog.Logger) (*Main, error) {
 // from running (ctx bounds the wait); call Close in either case.
 func (m *Main) Run(ctx context.Context) error {
 	cfg, name := m.cfg, m.cfg.Projection
-	nc, err := natsconn.Connect(cfg.NATS, "jetsource-projector-"+name, m.log)
+	proc, err := process.Open(ctx, cfg.NATS, "jetsource-projector-"+name, cfg.Tracing, "jetsource-projector", m.log)
+	m.proc = proc
 	if err != nil {
 		return err
 	}
-	m.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	js := proc.JS
 	if m.pool, err = newPool(ctx, cfg, name); err != nil {
 		return err
 	}
-	tp, stopTracing, err := tracing.Provider(ctx, cfg.Tracing, "jetsource-projector")
-	if err != nil {
-		return err
-	}
-	m.stopTracing = stopTracing
 
 	schema, partitions := cfg.Runner.Schema, cfg.Runner.Partitions
 	admin, err := projections.NewAdmin(m.pool, js, projections.AdminConfig{Schema: schema, Partitions: partitions, Logger: m.log})
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCfg := cfg.Runner
-	runCfg.Logger, runCfg.Observer, runCfg.Tracer = m.log, projections.NewMetrics(reg, admin, name, m.log), tp
+	runCfg.Logger, runCfg.Observer, runCfg.Tracer = m.log, projections.NewMetrics(proc.Registry, admin, name, m.log), proc.Tracer
 	runner, err := projections.NewRunner(m.pool, js, runCfg)
 	if err != nil {
 		return err
 	}
-	if cfg.MetricsAddr != "" {
-		if m.ops, err = opsserver.Listen(cfg.MetricsAddr, reg, m.readiness(js, runner), m.log); err != nil {
-			return err
-		}
-		m.stopOps = m.ops.Background()
+	if err := proc.Serve(cfg.MetricsAddr, m.readiness(js, runner)); err != nil {
+		return err
 	}
 
 	if err := m.waitForDependencies(ctx, js); err != nil {
@@ -210,7 +191,7 @@ func (m *Main) waitForDependencies(ctx context.Context, js jetstream.JetStream) 
 // event stream present, the runner heartbeating and owning partitions.
 func (m *Main) readiness(js jetstream.JetStream, runner *projections.Runner) opsserver.ReadyFunc {
 	return func(ctx context.Context) error {
-		if !m.nc.IsConnected() {
+		if !m.proc.NC.IsConnected() {
 			return errors.New("not connected to NATS")
 		}
 		if err := m.pool.Ping(ctx); err != nil {
@@ -253,12 +234,7 @@ func newPool(ctx context.Context, cfg Config, projection string) (*pgxpool.Pool,
 
 // MetricsAddr is the address of /metrics, /healthz and /readyz, once Run
 // has started serving them; empty otherwise.
-func (m *Main) MetricsAddr() string {
-	if m.ops == nil {
-		return ""
-	}
-	return m.ops.Addr()
-}
+func (m *Main) MetricsAddr() string { return m.proc.MetricsAddr() }
 
 // Done is closed when the runner stops: on its own (Err says why), or
 // after Close.
@@ -272,7 +248,6 @@ func (m *Main) Err() error { return m.err }
 // then the connections close, the ops server stops and traces are
 // flushed. It returns what went wrong on the way.
 func (m *Main) Close() error {
-	var errs []error
 	if m.stopRunner != nil {
 		m.stopRunner()
 		<-m.done
@@ -281,21 +256,5 @@ func (m *Main) Close() error {
 	if m.pool != nil {
 		m.pool.Close()
 	}
-	if m.nc != nil {
-		if m.nc.IsConnected() {
-			if err := m.nc.FlushTimeout(5 * time.Second); err != nil {
-				errs = append(errs, fmt.Errorf("flush the NATS connection: %w", err))
-			}
-		}
-		m.nc.Close()
-	}
-	if m.stopOps != nil {
-		errs = append(errs, m.stopOps())
-	}
-	if m.stopTracing != nil {
-		if err := m.stopTracing(context.Background()); err != nil {
-			errs = append(errs, fmt.Errorf("flush traces: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return m.proc.Close()
 }

@@ -9,18 +9,15 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/config"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/natsconn"
 	"github.com/jetsource/jetsource/internal/opsserver"
+	"github.com/jetsource/jetsource/internal/process"
 	"github.com/jetsource/jetsource/internal/query"
 	"github.com/jetsource/jetsource/internal/startup"
 	"github.com/jetsource/jetsource/internal/tracing"
@@ -57,10 +54,7 @@ type Main struct {
 	cfg Config
 	log *slog.Logger
 
-	nc          *nats.Conn
-	ops         *opsserver.Server
-	stopOps     func() error
-	stopTracing func(context.Context) error
+	proc *process.Process
 	// svc is set once the service answers; /readyz reads it meanwhile.
 	svc  atomic.Pointer[query.Service]
 	done chan struct{}
@@ -80,27 +74,14 @@ func NewMain(cfg Config, log *slog.Logger) (*Main, error) {
 // either case.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.cfg
-	nc, err := natsconn.Connect(cfg.NATS, "jetsource-query", m.log)
+	proc, err := process.Open(ctx, cfg.NATS, "jetsource-query", cfg.Tracing, "jetsource-query", m.log)
+	m.proc = proc
 	if err != nil {
 		return err
 	}
-	m.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	tp, stopTracing, err := tracing.Provider(ctx, cfg.Tracing, "jetsource-query")
-	if err != nil {
+	js := proc.JS
+	if err := proc.Serve(cfg.MetricsAddr, m.ready(js)); err != nil {
 		return err
-	}
-	m.stopTracing = stopTracing
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if cfg.MetricsAddr != "" {
-		if m.ops, err = opsserver.Listen(cfg.MetricsAddr, reg, m.ready(js), m.log); err != nil {
-			return err
-		}
-		m.stopOps = m.ops.Background()
 	}
 
 	// A partition mismatch is fatal: waiting cannot fix it.
@@ -110,13 +91,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	qcfg := cfg.Query
-	qcfg.Logger, qcfg.Observer, qcfg.Tracer = m.log, query.NewMetrics(reg), tp
-	svc, err := query.Start(nc, js, qcfg)
+	qcfg.Logger, qcfg.Observer, qcfg.Tracer = m.log, query.NewMetrics(proc.Registry), proc.Tracer
+	svc, err := query.Start(proc.NC, js, qcfg)
 	if err != nil {
 		return err
 	}
 	m.svc.Store(svc)
-	m.log.Info("query service started", "nats", nc.ConnectedUrlRedacted(), "partitions", partitions, "metrics", m.MetricsAddr())
+	m.log.Info("query service started", "nats", proc.NC.ConnectedUrlRedacted(), "partitions", partitions, "metrics", m.MetricsAddr())
 	return nil
 }
 
@@ -124,7 +105,7 @@ func (m *Main) Run(ctx context.Context) error {
 // the service answering.
 func (m *Main) ready(js jetstream.JetStream) opsserver.ReadyFunc {
 	return func(ctx context.Context) error {
-		if !m.nc.IsConnected() {
+		if !m.proc.NC.IsConnected() {
 			return errors.New("not connected to NATS")
 		}
 		if err := es.RequireStreams(ctx, js, m.cfg.Query.Partitions, contract.EventsStream); err != nil {
@@ -139,12 +120,7 @@ func (m *Main) ready(js jetstream.JetStream) opsserver.ReadyFunc {
 
 // MetricsAddr is the address of /metrics, /healthz and /readyz, once Run
 // has started serving them; empty otherwise.
-func (m *Main) MetricsAddr() string {
-	if m.ops == nil {
-		return ""
-	}
-	return m.ops.Addr()
-}
+func (m *Main) MetricsAddr() string { return m.proc.MetricsAddr() }
 
 // Done is closed once Close has stopped the service: it has no work of its
 // own that could end, and its connection reconnects for ever.
@@ -163,22 +139,7 @@ func (m *Main) Close() error {
 		}
 		m.log.Info("query service stopped")
 	}
-	if m.nc != nil {
-		if m.nc.IsConnected() {
-			if err := m.nc.FlushTimeout(5 * time.Second); err != nil {
-				errs = append(errs, fmt.Errorf("flush the NATS connection: %w", err))
-			}
-		}
-		m.nc.Close()
-	}
-	if m.stopOps != nil {
-		errs = append(errs, m.stopOps())
-	}
-	if m.stopTracing != nil {
-		if err := m.stopTracing(context.Background()); err != nil {
-			errs = append(errs, fmt.Errorf("flush traces: %w", err))
-		}
-	}
+	errs = append(errs, m.proc.Close())
 	select {
 	case <-m.done:
 	default:
