@@ -28,7 +28,6 @@ import (
 // and every command gets exactly its one outcome, with its event at the
 // sequence its result names, in publish order.
 func TestClusterLeaderFailover(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("cluster failover takes seconds")
 	}

@@ -5,8 +5,13 @@
 // The tests run two at a time (t.Parallel; go test's -parallel defaults to the
 // number of CPUs): each has servers of its own (NATS, or a cluster of
 // nats-server processes; a database of the shared PostgreSQL, or a
-// PostgreSQL of its own) on random ports. Only the tests that set
-// environment variables (startAuthNATS) run alone, before the others.
+// PostgreSQL of its own) on random ports. Run alone, before the others:
+// the tests that set environment variables (startAuthNATS), and the three
+// tests on a three-node cluster with fsync before every ack
+// (TestClusterLeaderFailover, TestNATSNodeKills, TestNATSNodeDiskReplaced),
+// which starved each other's servers of CPU and disk when two ran at once
+// (under two CI runs side by side, a cluster accepted no append for a
+// minute before any fault).
 package integration
 
 import (

@@ -26,7 +26,6 @@ import (
 // checks what is stored so far; at the end, every command's outcome, every
 // order's events and the read models.
 func TestNATSNodeKills(t *testing.T) {
-	t.Parallel()
 	runNATSFaults(t, chaosFromEnv(t, "JETSOURCE_CHAOS_NATS", 60, 4), natsFaultRun{
 		kind: "NATS node killed (SIGKILL), restarted on its data",
 		fault: func(f *natsFaults, k int) string {
@@ -52,7 +51,6 @@ func TestNATSNodeKills(t *testing.T) {
 // last replaced node is then made the events stream's leader, so that the
 // final checks, which read from the leader, read its copy.
 func TestNATSNodeDiskReplaced(t *testing.T) {
-	t.Parallel()
 	var last int
 	runNATSFaults(t, chaosFromEnv(t, "JETSOURCE_CHAOS_DISK", 60, 1), natsFaultRun{
 		kind: "NATS node killed (SIGKILL), restarted on an empty store (disk replaced)",
