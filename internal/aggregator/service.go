@@ -286,7 +286,7 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 	}
 	// Pull well ahead of the lanes: a small batch makes every few commands
 	// wait for the next pull request.
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(s.cfg.MaxInFlight, pullBatch)))
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(s.cfg.MaxInFlight, pullBatch)), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return fmt.Errorf("consume partition %d: %w", partition, err)
 	}
@@ -362,6 +362,13 @@ func watch(work *lanes, t *tenure, reconnected <-chan nats.Status) {
 // pullBatch is how many commands a partition's consumer delivers ahead of
 // the lanes.
 const pullBatch = 256
+
+// pullHeartbeat is how often an idle pull request hears from its consumer.
+// A pull request the servers dropped is noticed after two missed
+// heartbeats and the consumer restarted; at the client's default, half
+// the 30 s expiry, a busy cluster that dropped one (seen at R3 with fsync
+// before every ack) held its partition up for half a minute.
+const pullHeartbeat = 2 * time.Second
 
 // errReconnected restarts a partition whose connection was reestablished.
 var errReconnected = errors.New("reconnected to NATS")
