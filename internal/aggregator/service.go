@@ -266,10 +266,10 @@ func consumerName(partition int) string { return "aggregator-" + strconv.Itoa(pa
 // consume (re)creates the partition's consumer and hands its messages to
 // lanes (see lanes) until ctx ends or something fails. Before it returns,
 // its lanes have stopped: no command of this consumer is still being
-// handled when the next consumer redelivers the unacknowledged ones.
+// handled when the next consumer redelivers the unsettled ones.
 //
 // The consumer is recreated on every start: on a work queue a new consumer
-// begins at the oldest unacknowledged command, so commands are handed over
+// begins at the oldest command still stored (not yet settled), so commands are handed over
 // in stream order, with none skipped, even when a previous owner died
 // holding some of them.
 func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *slog.Logger) (err error) {
@@ -280,7 +280,7 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 	// restart of its server: after a reconnect, start over with a new one.
 	reconnected := s.js.Conn().StatusChanged(nats.CONNECTED)
 	defer s.js.Conn().RemoveStatusListener(reconnected)
-	cons, err := s.recreateConsumer(ctx, partition)
+	stream, cons, err := s.recreateConsumer(ctx, partition)
 	if err != nil {
 		return err
 	}
@@ -291,8 +291,19 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 		return fmt.Errorf("consume partition %d: %w", partition, err)
 	}
 	defer it.Stop()
+	filter := contract.CommandPartitionFilter(partition)
+	settled := newSettler(func(ctx context.Context, below uint64) error {
+		return stream.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(below))
+	}, s.cfg.DrainTimeout, max(1, s.cfg.MaxAckPending/2), log)
+	// Deferred before the lanes stop, so it runs after: it settles what
+	// they handled.
+	defer settled.close()
 	work := newLanes(ctx, s.cfg.MaxInFlight, func(ctx context.Context, d delivery, next func()) error {
-		return s.process(ctx, d, t, log, next)
+		if err := s.process(ctx, d, t, log, next); err != nil {
+			return err
+		}
+		settled.handled(d.meta.Sequence.Stream)
+		return nil
 	})
 	go watch(work, t, reconnected)
 	defer func() {
@@ -331,6 +342,7 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 			return errTenureOver
 		}
 		_, orderID, _, _ := contract.ParseStoredCommandSubject(msg.Subject())
+		settled.deliver(msg, meta.Sequence.Stream, meta.NumPending)
 		if !work.add(delivery{msg: msg, meta: meta, orderID: orderID}) {
 			return nil
 		}
@@ -377,14 +389,14 @@ var errReconnected = errors.New("reconnected to NATS")
 // contiguous run that keeps commands in stream order.
 var errDeliveryGap = errors.New("commands delivered out of order")
 
-func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstream.Consumer, error) {
+func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstream.Stream, jetstream.Consumer, error) {
 	stream, err := s.js.Stream(ctx, contract.CommandsStream)
 	if err != nil {
-		return nil, fmt.Errorf("look up %s: %w", contract.CommandsStream, err)
+		return nil, nil, fmt.Errorf("look up %s: %w", contract.CommandsStream, err)
 	}
 	name := consumerName(partition)
 	if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("delete consumer %s: %w", name, err)
+		return nil, nil, fmt.Errorf("delete consumer %s: %w", name, err)
 	}
 	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       name,
@@ -398,15 +410,15 @@ func (s *Service) recreateConsumer(ctx context.Context, partition int) (jetstrea
 		MemoryStorage: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s: %w", name, err)
+		return nil, nil, fmt.Errorf("create consumer %s: %w", name, err)
 	}
-	return cons, nil
+	return stream, cons, nil
 }
 
 // process handles one command: it establishes the outcome, retrying
 // infrastructure failures in place so that later commands of the order
-// never overtake it, then stores the result if the command has none yet
-// and acks the message once the result is stored. It calls next when later
+// never overtake it, then stores the result if the command has none yet;
+// once it returns, the command may be settled (see settler). It calls next when later
 // commands of the order may start: an accepted command's events are stored
 // once its outcome is established, so its lane goes on while its result is
 // stored; a rejection appends nothing, so its lane waits for its result,
@@ -442,10 +454,6 @@ func (s *Service) process(ctx context.Context, d delivery, t *tenure, log *slog.
 		}
 	}
 	next()
-	if err := d.msg.Ack(); err != nil {
-		// The result is stored; a redelivery will find it and ack again.
-		log.Warn("ack failed", "subject", d.msg.Subject(), "error", err)
-	}
 	elapsed := time.Since(c.started)
 	r := c.out.result
 	status, code := string(r.Status), ""

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"github.com/jetsource/jetsource/contract"
 	"github.com/jetsource/jetsource/internal/es"
 	"github.com/jetsource/jetsource/internal/eventually"
+	"github.com/jetsource/jetsource/internal/natsserver"
 	"github.com/jetsource/jetsource/internal/natstest"
 	"github.com/jetsource/jetsource/internal/projections/migrations"
 )
@@ -125,6 +127,7 @@ func TestLeastPrivilegeLifecycle(t *testing.T) {
 		err := reader.QueryRow(ctx, "SELECT status FROM jetsource.orders WHERE id = $1", orderID).Scan(&status)
 		return err == nil && status == "delivered"
 	})
+	waitCommandsSettled(t, srv)
 	for name, p := range map[string]*process{"aggregator": agg, "projector": proj} {
 		if strings.Contains(p.out.String(), "Permissions Violation") {
 			t.Errorf("the %s hit a permission it lacks:\n%s", name, p.out.String())
@@ -148,6 +151,66 @@ func TestLeastPrivilegeLifecycle(t *testing.T) {
 		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
 			t.Errorf("%s as %s: %v, want insufficient privilege", q, runtimeRole, err)
 		}
+	}
+}
+
+// waitCommandsSettled waits until ORDERS_COMMANDS holds no command.
+func waitCommandsSettled(t *testing.T, srv *natsserver.Server) {
+	t.Helper()
+	operator := connectAs(t, srv, "operator")
+	eventually.Holds(t, 30*time.Second, "the command queue settled", func() (bool, string) {
+		s, err := operator.js.Stream(context.Background(), contract.CommandsStream)
+		if err != nil {
+			return false, err.Error()
+		}
+		n := s.CachedInfo().State.Msgs
+		return n == 0, fmt.Sprintf("%d commands stored", n)
+	})
+}
+
+// TestAggregatorWithoutThePurgeGrant: an aggregator whose NATS user may not
+// purge ORDERS_COMMANDS (an auth.conf from before the aggregator settled
+// handled commands by purging them) acks them one by one instead, and says
+// so.
+func TestAggregatorWithoutThePurgeGrant(t *testing.T) {
+	conf, err := os.ReadFile(authConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const grant = `"$JS.API.STREAM.PURGE.ORDERS_COMMANDS"`
+	if !strings.Contains(string(conf), grant) {
+		t.Fatalf("auth.conf does not grant %s", grant)
+	}
+	old := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(old, []byte(strings.Replace(string(conf), grant, "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startAuthNATSWith(t, old)
+	natsURL := "NATS_URL=" + srv.ClientURL()
+	orderctlAs(t, append(roleEnv("operator"), natsURL), "streams", "apply")
+	agg := start(t, "aggregator", append(roleEnv("aggregator"), natsURL, "METRICS_ADDR=127.0.0.1:0")...)
+
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("publisher", rolePassword("publisher")), nats.CustomInboxPrefix("_INBOX.publisher"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cl, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const orderID = "no-purge-grant"
+	for _, cmd := range []contract.Command{contract.CreateOrder{CustomerID: "c-1", Currency: "EUR"},
+		contract.AddItem{ProductID: "sku-1", Quantity: 1, UnitPriceCents: 100}, contract.SubmitOrder{}} {
+		if r, err := cl.Send(ctx, client.NewEnvelope(orderID, cmd)); err != nil || r.Status != contract.StatusAccepted {
+			t.Fatalf("send %T: %+v, %v", cmd, r, err)
+		}
+	}
+	waitCommandsSettled(t, srv)
+	if out := agg.out.String(); !strings.Contains(out, "purging handled commands failed; acking them one by one") {
+		t.Errorf("the aggregator did not say once that it acks instead:\n%s", out)
 	}
 }
 

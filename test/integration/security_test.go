@@ -31,10 +31,17 @@ func rolePassword(role string) string { return role + "-s3cret" }
 // itself, with a password per role in the environment, as deployed.
 func startAuthNATS(t *testing.T) *natsserver.Server {
 	t.Helper()
+	return startAuthNATSWith(t, authConf)
+}
+
+// startAuthNATSWith is startAuthNATS with the users and permissions of the
+// file conf.
+func startAuthNATSWith(t *testing.T, conf string) *natsserver.Server {
+	t.Helper()
 	for _, r := range authRoles {
 		t.Setenv("JETSOURCE_"+strings.ToUpper(r)+"_PASSWORD", rolePassword(r))
 	}
-	srv, err := natsserver.Start(natsserver.Config{ConfigFile: authConf, StoreDir: t.TempDir()})
+	srv, err := natsserver.Start(natsserver.Config{ConfigFile: conf, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +238,20 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 		return cell{role: role, may: may, what: "send " + typ + " commands", do: publish(contract.CommandSubject(id, typ)),
 			stored: func(context.Context) bool { return storedCommand(id, typ) }}
 	}
+	// The aggregator settles handled commands by purging them; the
+	// request names the partition and the sequence below which to purge.
+	purgeQueue := func(role string, may bool) cell {
+		id := newID()
+		return cell{role: role, may: may, what: "purge the command queue", do: func(ctx context.Context, c *roleConn) error {
+			ack, err := ojs.Publish(ctx, contract.CommandSubject(id, "CreateOrder"), body)
+			if err != nil {
+				return err
+			}
+			req := fmt.Sprintf(`{"filter":%q,"seq":%d}`, contract.CommandPartitionFilter(contract.Partition(id, parts)), ack.Sequence+1)
+			_, err = c.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+contract.CommandsStream, []byte(req))
+			return err
+		}, stored: func(context.Context) bool { return !storedCommand(id, "CreateOrder") }}
+	}
 	unchanged := func(ctx context.Context) bool { return es.Verify(ctx, ojs, topo) != nil }
 	admin := func(role string) []cell {
 		snoop := "SNOOP_" + role
@@ -256,7 +277,7 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 		if role == "aggregator" {
 			return cells
 		}
-		return append(cells, cell{role: role, what: "create consumers on the command queue", do: func(ctx context.Context, c *roleConn) error {
+		return append(cells, purgeQueue(role, false), cell{role: role, what: "create consumers on the command queue", do: func(ctx context.Context, c *roleConn) error {
 			_, err := c.js.CreateConsumer(ctx, contract.CommandsStream, jetstream.ConsumerConfig{Durable: "snoop-" + role, AckPolicy: jetstream.AckExplicitPolicy})
 			return err
 		}, stored: func(ctx context.Context) bool {
@@ -308,6 +329,7 @@ func permissionCells(seed string, ojs jetstream.JetStream, topo es.Topology) []c
 			p := contract.Partition(id, parts)
 			return consumeOne(ctx, c, contract.CommandsStream, "aggregator-"+strconv.Itoa(p), contract.CommandPartitionFilter(p))
 		}},
+		purgeQueue("aggregator", true),
 		cell{role: "aggregator", may: true, what: "use its lease bucket", do: useLeaseBucket},
 		cell{role: "aggregator", may: true, what: "answer commands sent without a type token", do: subscribe(contract.UntypedCommandSubjects)},
 		readEvents("aggregator", true),
