@@ -43,7 +43,10 @@ type Config struct {
 	// redelivers a command.
 	AckWait time.Duration
 	// MaxAckPending bounds the commands of one partition delivered to the
-	// aggregator and not acknowledged yet.
+	// aggregator and not settled yet. Half of it bounds a run of handled
+	// commands kept for one purge (see settler): a deep backlog is settled
+	// in long runs, since each purge costs the servers about as much as the
+	// backlog is long.
 	MaxAckPending int
 	// MaxInFlight bounds the commands of one partition handled at once.
 	// Commands of different orders are handled concurrently; those of one
@@ -80,7 +83,7 @@ func DefaultConfig() Config {
 		CacheSize:     10_000,
 		SnapshotEvery: 100,
 		AckWait:       30 * time.Second,
-		MaxAckPending: 1000,
+		MaxAckPending: 4096,
 		MaxInFlight:   4,
 		DrainTimeout:  10 * time.Second,
 		ReplicaID:     config.ReplicaID("aggregator"),

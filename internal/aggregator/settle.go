@@ -55,9 +55,8 @@ type settling struct {
 	handled bool
 }
 
-// Purges happen at most every settleEvery, and at least every
-// settleAtLeastEvery while commands wait to be settled, however short
-// their run.
+// Purges happen at most every settleEvery and, while commands wait to be
+// settled, at least every settleAtLeastEvery, however short their run.
 const (
 	settleEvery        = 50 * time.Millisecond
 	settleAtLeastEvery = time.Second
@@ -98,12 +97,13 @@ func (s *settler) run() {
 	defer tick.Stop()
 	pause := time.NewTimer(0)
 	defer pause.Stop()
+	var last time.Time
 	for {
 		force := false
 		select {
 		case <-s.wake:
 		case <-tick.C:
-			force = true
+			force = time.Since(last) >= settleAtLeastEvery
 		case <-s.closing:
 			s.settle(true)
 			return
@@ -111,6 +111,7 @@ func (s *settler) run() {
 		if !s.settle(force) {
 			continue
 		}
+		last = time.Now()
 		pause.Reset(settleEvery)
 		select {
 		case <-pause.C:
@@ -129,15 +130,15 @@ func (s *settler) close() {
 }
 
 // settle purges the handled commands at the head of the partition if
-// there are any and, unless forced, if their run is long enough for the
-// backlog. It reports whether it did.
+// there are any and, unless forced, if their run is at least half as long
+// as the backlog behind them (or maxRun). It reports whether it did.
 func (s *settler) settle(force bool) bool {
 	s.mu.Lock()
 	n := 0
 	for n < len(s.delivered) && s.delivered[n].handled {
 		n++
 	}
-	if n == 0 || (!force && n < min(int(s.behind/4), s.maxRun)) {
+	if n == 0 || (!force && n < min(int(s.behind/2), s.maxRun)) {
 		s.mu.Unlock()
 		return false
 	}
