@@ -49,8 +49,16 @@ func TestAggregatorFrozenWhileHoldingCommands(t *testing.T) {
 		takeovers []time.Duration
 	)
 	for k, part := range chunk(cmds, cfg.kills+1) {
+		// A chunk to freeze in is spread over about a second (publish
+		// pauses after every 50 commands): sent at once, it can be handled
+		// between two polls of the probe below, which then finds nothing
+		// in hand for good.
+		var pace time.Duration
+		if k < cfg.kills {
+			pace = time.Second * 50 / time.Duration(max(len(part), 50))
+		}
 		published := make(chan error, 1)
-		go func() { published <- s.publish(ctx, part, 0) }()
+		go func() { published <- s.publish(ctx, part, pace) }()
 		if k < cfg.kills {
 			victim, id := fmt.Sprintf("aggregator-%d", k%2), fmt.Sprintf("agg-%d", k%2)
 			var held []int
