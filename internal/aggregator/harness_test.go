@@ -267,6 +267,7 @@ func (c *counter) Append(time.Duration, error) { c.appends.Add(1) }
 func (c *counter) Retry()                      {}
 func (c *counter) SnapshotIgnored(string)      { c.snapshotsIgnored.Add(1) }
 func (c *counter) UntypedCommand()             { c.untyped.Add(1) }
+func (c *counter) Settled(int, bool)           {}
 func (c *counter) Partition(int, bool)         {}
 
 // waitCount waits until n reaches at least want.

@@ -20,6 +20,8 @@ type Metrics struct {
 	partitions      prometheus.Gauge
 	snapshots       *prometheus.CounterVec
 	untyped         prometheus.Counter
+	settled         *prometheus.CounterVec
+	purges          prometheus.Counter
 }
 
 // NewMetrics registers the aggregator's series with reg.
@@ -64,14 +66,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "jetsource_aggregator_commands_untyped_total",
 			Help: "Messages published on orders.commands.<orderId> without the command type token: no stream stores them; the aggregator answers a request with an error.",
 		}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_commands_settled_total",
+			Help: "Handled commands taken off ORDERS_COMMANDS, by how: purge (a run of them in one purge) or ack (one by one, after a purge failed).",
+		}, []string{"by"}),
+		purges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetsource_aggregator_settle_purges_total",
+			Help: "Purges of handled commands off ORDERS_COMMANDS; commands settled by purge divided by this is the mean run.",
+		}),
 	}
-	reg.MustRegister(m.commands, m.commandDuration, m.appendDuration, m.appendErrors, m.retries, m.cache, m.partitions, m.snapshots, m.untyped)
+	reg.MustRegister(m.commands, m.commandDuration, m.appendDuration, m.appendErrors, m.retries, m.cache, m.partitions, m.snapshots, m.untyped,
+		m.settled, m.purges)
 	for _, kind := range []string{"conflict", "unknown", "other"} {
 		m.appendErrors.WithLabelValues(kind)
 	}
 	for _, reason := range []string{es.SnapshotUnreadable, es.SnapshotOtherSchema, es.SnapshotUndecodable, es.SnapshotAhead, es.SnapshotInconsistent} {
 		m.snapshots.WithLabelValues(reason)
 	}
+	m.settled.WithLabelValues("purge")
+	m.settled.WithLabelValues("ack")
 	m.cache.WithLabelValues("hit")
 	m.cache.WithLabelValues("miss")
 	return m
@@ -127,3 +140,13 @@ func (m *Metrics) SnapshotIgnored(reason string) { m.snapshots.WithLabelValues(r
 
 // UntypedCommand implements Observer.
 func (m *Metrics) UntypedCommand() { m.untyped.Inc() }
+
+// Settled implements Observer.
+func (m *Metrics) Settled(commands int, byPurge bool) {
+	if byPurge {
+		m.purges.Inc()
+		m.settled.WithLabelValues("purge").Add(float64(commands))
+		return
+	}
+	m.settled.WithLabelValues("ack").Add(float64(commands))
+}

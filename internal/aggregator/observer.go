@@ -24,6 +24,9 @@ type Observer interface {
 	// UntypedCommand reports a message on a command subject without the
 	// command type token, which no stream stores.
 	UntypedCommand()
+	// Settled reports handled commands taken off the work queue at once: by
+	// one purge, or, when that failed, by acking each.
+	Settled(commands int, byPurge bool)
 }
 
 type nopObserver struct{}
@@ -35,3 +38,4 @@ func (nopObserver) Retry()                                                     {
 func (nopObserver) Partition(int, bool)                                        {}
 func (nopObserver) SnapshotIgnored(string)                                     {}
 func (nopObserver) UntypedCommand()                                            {}
+func (nopObserver) Settled(int, bool)                                          {}

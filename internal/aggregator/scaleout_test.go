@@ -60,6 +60,7 @@ func (ownershipObserver) Append(time.Duration, error)                           
 func (ownershipObserver) Retry()                                                     {}
 func (ownershipObserver) SnapshotIgnored(string)                                     {}
 func (ownershipObserver) UntypedCommand()                                            {}
+func (ownershipObserver) Settled(int, bool)                                          {}
 
 func (ob ownershipObserver) Partition(p int, owned bool) {
 	o := ob.o

@@ -297,7 +297,7 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 	filter := contract.CommandPartitionFilter(partition)
 	settled := newSettler(func(ctx context.Context, below uint64) error {
 		return stream.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(below))
-	}, s.cfg.DrainTimeout, max(1, s.cfg.MaxAckPending/2), log)
+	}, s.cfg.DrainTimeout, max(1, s.cfg.MaxAckPending/2), s.cfg.Observer, log)
 	// Deferred before the lanes stop, so it runs after: it settles what
 	// they handled.
 	defer settled.close()

@@ -31,6 +31,7 @@ type settler struct {
 	// purge removes the partition's commands below stream sequence below.
 	purge   func(ctx context.Context, below uint64) error
 	timeout time.Duration
+	obs     Observer
 	// maxRun bounds the handled commands kept for a purge: they count
 	// against the consumer's MaxAckPending.
 	maxRun int
@@ -62,8 +63,8 @@ const (
 	settleAtLeastEvery = time.Second
 )
 
-func newSettler(purge func(ctx context.Context, below uint64) error, timeout time.Duration, maxRun int, log *slog.Logger) *settler {
-	s := &settler{purge: purge, timeout: timeout, maxRun: maxRun, log: log,
+func newSettler(purge func(ctx context.Context, below uint64) error, timeout time.Duration, maxRun int, obs Observer, log *slog.Logger) *settler {
+	s := &settler{purge: purge, timeout: timeout, maxRun: maxRun, obs: obs, log: log,
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	go s.run()
 	return s
@@ -149,6 +150,7 @@ func (s *settler) settle(force bool) bool {
 	err := s.purge(ctx, head[n-1].seq+1)
 	cancel()
 	if err == nil {
+		s.obs.Settled(n, true)
 		return true
 	}
 	if !s.warned {
@@ -161,5 +163,6 @@ func (s *settler) settle(force bool) bool {
 			s.log.Warn("ack failed", "subject", c.msg.Subject(), "error", err)
 		}
 	}
+	s.obs.Settled(n, false)
 	return true
 }

@@ -188,7 +188,8 @@ func TestAggregatorWithoutThePurgeGrant(t *testing.T) {
 	srv := startAuthNATSWith(t, old)
 	natsURL := "NATS_URL=" + srv.ClientURL()
 	orderctlAs(t, append(roleEnv("operator"), natsURL), "streams", "apply")
-	agg := start(t, "aggregator", append(roleEnv("aggregator"), natsURL, "METRICS_ADDR=127.0.0.1:0")...)
+	metrics := freeAddr(t)
+	agg := start(t, "aggregator", append(roleEnv("aggregator"), natsURL, "METRICS_ADDR="+metrics)...)
 
 	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("publisher", rolePassword("publisher")), nats.CustomInboxPrefix("_INBOX.publisher"))
 	if err != nil {
@@ -210,7 +211,12 @@ func TestAggregatorWithoutThePurgeGrant(t *testing.T) {
 	}
 	waitCommandsSettled(t, srv)
 	if out := agg.out.String(); !strings.Contains(out, "purging handled commands failed; acking them one by one") {
-		t.Errorf("the aggregator did not say once that it acks instead:\n%s", out)
+		t.Errorf("the aggregator did not say that it acks instead:\n%s", out)
+	}
+	_, body := httpGet("http://" + metrics + "/metrics")
+	if acked, purged := metricValue(t, body, `jetsource_aggregator_commands_settled_total\{by="ack"\}`),
+		metricValue(t, body, `jetsource_aggregator_commands_settled_total\{by="purge"\}`); acked < 3 || purged != 0 {
+		t.Errorf("commands settled: %v by ack, %v by purge; want the 3 sent by ack, none by purge", acked, purged)
 	}
 }
 

@@ -111,6 +111,8 @@ func TestAggregatorMetricsReadinessAndNATSRestart(t *testing.T) {
 		"jetsource_aggregator_command_duration_seconds_count",
 		"jetsource_aggregator_append_duration_seconds_count",
 		`jetsource_aggregator_cache_lookups_total`,
+		`jetsource_aggregator_commands_settled_total\{by="purge"\}`,
+		"jetsource_aggregator_settle_purges_total",
 	} {
 		if metricValue(t, after, series) <= metricValue(t, before, series) {
 			t.Errorf("%s did not move under load", series)
