@@ -3,7 +3,11 @@ package natstest
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,13 +70,31 @@ func Streams(tb testing.TB, partitions int) (*natsserver.Server, *nats.Conn, jet
 	return s, nc, js
 }
 
-// FreePort returns a local TCP port that was free a moment ago.
-func FreePort(tb testing.TB) int {
+// StablePort returns a local TCP port that was free a moment ago, for a
+// server that must come back on the same port after it is killed. A port
+// from the kernel's ephemeral range could be given to any process binding
+// port 0 (another test's server, a client's socket) while its server is
+// down; this one lies below that range.
+func StablePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	from := max(1024, low-12000)
+	for range 100 {
+		port := from + rand.IntN(low-from)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	tb.Fatalf("no free port between %d and %d", from, low)
+	return 0
 }

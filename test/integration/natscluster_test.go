@@ -60,7 +60,7 @@ func startNATSCluster(t *testing.T) *natsCluster {
 	dir := t.TempDir()
 	var routes []string
 	for i := range 3 {
-		n := &natsNode{name: fmt.Sprintf("n%d", i), port: natstest.FreePort(t), clusterPort: natstest.FreePort(t),
+		n := &natsNode{name: fmt.Sprintf("n%d", i), port: natstest.StablePort(t), clusterPort: natstest.StablePort(t),
 			storeDir: filepath.Join(dir, fmt.Sprintf("n%d", i))}
 		n.confFile = filepath.Join(dir, n.name+".conf")
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", n.clusterPort))
