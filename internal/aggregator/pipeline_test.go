@@ -175,6 +175,46 @@ func TestCommandRedeliveredWhileHandledIsNotOvertaken(t *testing.T) {
 	}
 }
 
+// TestCommandsHandledBehindAHeldOneAreSettled holds one order's command
+// while commands of another order behind it in the partition are handled:
+// the purge cannot pass the held command, so the handled ones are acked
+// before their ack wait runs out, and only the held command stays pending.
+func TestCommandsHandledBehindAHeldOneAreSettled(t *testing.T) {
+	h := startHarness(t, aggregator.Config{})
+	ids := ordersOfOnePartition(2)
+	for _, id := range ids {
+		accepted(t, h.send(cmd{ID: newID("cmd"), Type: "CreateOrder", OrderID: id, Data: map[string]any{"customerId": "c"}}))
+	}
+	h.stop()
+	held := addItem(ids[0], "p-0")
+	behind := []cmd{addItem(ids[1], "p-0"), addItem(ids[1], "p-1"), addItem(ids[1], "p-2")}
+	g := newGate(held.ID)
+	defer close(g.open)
+	h.stop = h.runOn(h.js, aggregator.Config{AckWait: 3 * time.Second}, g.hook)
+	h.publishCmd(held)
+	<-g.reached
+	for _, c := range behind {
+		h.publishCmd(c)
+	}
+	for _, c := range behind {
+		accepted(t, h.waitResult(contract.ResultSubject(c.ID)))
+	}
+	cons, err := h.js.Consumer(context.Background(), contract.CommandsStream, fmt.Sprintf("aggregator-%d", contract.Partition(ids[0], natstest.Partitions)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually.Holds(t, 10*time.Second, "only the held command pending", func() (bool, string) {
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.NumAckPending == 1 && info.NumRedelivered == 0, fmt.Sprintf("%d pending, %d redelivered", info.NumAckPending, info.NumRedelivered)
+	})
+	g.open <- struct{}{}
+	accepted(t, h.waitResult(contract.ResultSubject(held.ID)))
+	h.waitSettled()
+}
+
 func TestReplayNeverStoresTheResultAgain(t *testing.T) {
 	count := &counter{}
 	h := startHarness(t, aggregator.Config{Observer: count})

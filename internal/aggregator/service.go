@@ -297,7 +297,7 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 	filter := contract.CommandPartitionFilter(partition)
 	settled := newSettler(func(ctx context.Context, below uint64) error {
 		return stream.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(below))
-	}, s.cfg.DrainTimeout, max(1, s.cfg.MaxAckPending/2), s.cfg.Observer, log)
+	}, s.cfg.AckWait, max(1, s.cfg.MaxAckPending/2), s.cfg.Observer, log)
 	// Deferred before the lanes stop, so it runs after: it settles what
 	// they handled.
 	defer settled.close()
@@ -321,8 +321,8 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 	// way (a consumer leader that died with it in flight, say) and will come
 	// back only after the ack wait, behind later commands; a redelivery
 	// means a command's ack wait ran out while it waited in its lane. Either
-	// way, stop, and let a new consumer start again at the oldest
-	// unacknowledged command.
+	// way, stop, and let a new consumer start again at the oldest command
+	// still stored.
 	var lastDelivery, lastSequence uint64
 	for {
 		msg, err := it.Next(jetstream.NextContext(work.ctx))
@@ -336,7 +336,9 @@ func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *sl
 		if err != nil {
 			return fmt.Errorf("command metadata: %w", err)
 		}
-		if lastDelivery != 0 && (meta.Sequence.Consumer != lastDelivery+1 || meta.Sequence.Stream <= lastSequence) {
+		// The consumer is new, so its first delivery is number 1: a purge
+		// below a later one would take a command lost on its way.
+		if meta.Sequence.Consumer != lastDelivery+1 || meta.Sequence.Stream <= lastSequence {
 			return fmt.Errorf("%w: delivery %d (stream sequence %d) after delivery %d (stream sequence %d)",
 				errDeliveryGap, meta.Sequence.Consumer, meta.Sequence.Stream, lastDelivery, lastSequence)
 		}

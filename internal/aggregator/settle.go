@@ -21,21 +21,27 @@ import (
 // consumer (after a crash, a failover) delivers it again and finds its
 // result, as it would had its ack been lost. The purge also takes the
 // commands off the consumer's pending list, so they are not redelivered
-// while it runs. If a purge fails (a server that refuses it, say), the
-// commands are acked one by one instead.
+// while it runs. If a purge fails (a NATS user without the grant, whose
+// request gets no answer, say), this consumer acks its commands one by one
+// from then on. Handled commands held up behind one that takes long are
+// acked before JetStream would redeliver them.
 //
 // A purge of many commands makes the server recount what every consumer
 // of the queue has pending, which costs about as much as the partitions'
 // backlog is long; so a deep backlog is purged in bigger runs.
+//
+// Only run's goroutine settles; deliver and handled come from others.
 type settler struct {
 	// purge removes the partition's commands below stream sequence below.
 	purge   func(ctx context.Context, below uint64) error
-	timeout time.Duration
+	ackWait time.Duration
 	obs     Observer
 	// maxRun bounds the handled commands kept for a purge: they count
 	// against the consumer's MaxAckPending.
 	maxRun int
 	log    *slog.Logger
+	// acking is set once a purge failed.
+	acking bool
 
 	mu sync.Mutex
 	// delivered holds the commands delivered and not yet settled, in
@@ -46,25 +52,29 @@ type settler struct {
 	wake    chan struct{}
 	closing chan struct{}
 	done    chan struct{}
-	// warned is set once a failed purge was logged.
-	warned bool
 }
 
 type settling struct {
 	msg     jetstream.Msg
 	seq     uint64
+	at      time.Time
 	handled bool
+	// acked is set when the command was acked while it waited behind an
+	// unhandled one.
+	acked bool
 }
 
 // Purges happen at most every settleEvery and, while commands wait to be
-// settled, at least every settleAtLeastEvery, however short their run.
+// settled, at least every settleAtLeastEvery, however short their run. A
+// purge that gets no answer within purgeTimeout failed.
 const (
 	settleEvery        = 50 * time.Millisecond
 	settleAtLeastEvery = time.Second
+	purgeTimeout       = 2 * time.Second
 )
 
-func newSettler(purge func(ctx context.Context, below uint64) error, timeout time.Duration, maxRun int, obs Observer, log *slog.Logger) *settler {
-	s := &settler{purge: purge, timeout: timeout, maxRun: maxRun, obs: obs, log: log,
+func newSettler(purge func(ctx context.Context, below uint64) error, ackWait time.Duration, maxRun int, obs Observer, log *slog.Logger) *settler {
+	s := &settler{purge: purge, ackWait: ackWait, maxRun: maxRun, obs: obs, log: log,
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	go s.run()
 	return s
@@ -74,7 +84,7 @@ func newSettler(purge func(ctx context.Context, below uint64) error, timeout tim
 // behind it; deliveries come in stream order.
 func (s *settler) deliver(msg jetstream.Msg, seq, behind uint64) {
 	s.mu.Lock()
-	s.delivered = append(s.delivered, settling{msg: msg, seq: seq})
+	s.delivered = append(s.delivered, settling{msg: msg, seq: seq, at: time.Now()})
 	s.behind = behind
 	s.mu.Unlock()
 }
@@ -94,7 +104,7 @@ func (s *settler) handled(seq uint64) {
 
 func (s *settler) run() {
 	defer close(s.done)
-	tick := time.NewTicker(settleAtLeastEvery)
+	tick := time.NewTicker(settleAtLeastEvery / 4)
 	defer tick.Stop()
 	pause := time.NewTimer(0)
 	defer pause.Stop()
@@ -105,6 +115,7 @@ func (s *settler) run() {
 		case <-s.wake:
 		case <-tick.C:
 			force = time.Since(last) >= settleAtLeastEvery
+			s.ackHeldUp()
 		case <-s.closing:
 			s.settle(true)
 			return
@@ -139,30 +150,74 @@ func (s *settler) settle(force bool) bool {
 	for n < len(s.delivered) && s.delivered[n].handled {
 		n++
 	}
-	if n == 0 || (!force && n < min(int(s.behind/2), s.maxRun)) {
+	if n == 0 || (!force && !s.acking && n < min(int(s.behind/2), s.maxRun)) {
 		s.mu.Unlock()
 		return false
 	}
 	head := s.delivered[:n:n]
 	s.delivered = s.delivered[n:]
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	err := s.purge(ctx, head[n-1].seq+1)
-	cancel()
-	if err == nil {
-		s.obs.Settled(n, true)
-		return true
+	if !s.acking {
+		ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
+		err := s.purge(ctx, head[n-1].seq+1)
+		cancel()
+		if err == nil {
+			s.obs.Settled(n-countAcked(head), true)
+			return true
+		}
+		s.acking = true
+		s.log.Warn("purging handled commands failed; acking them one by one from now on", "error", err)
 	}
-	if !s.warned {
-		s.warned = true
-		s.log.Warn("purging handled commands failed; acking them one by one", "error", err)
-	}
+	var unacked []jetstream.Msg
 	for _, c := range head {
-		if err := c.msg.Ack(); err != nil {
-			// Its result is stored; a redelivery will find it.
-			s.log.Warn("ack failed", "subject", c.msg.Subject(), "error", err)
+		if !c.acked {
+			unacked = append(unacked, c.msg)
 		}
 	}
-	s.obs.Settled(n, false)
+	s.ack(unacked)
 	return true
+}
+
+// ackHeldUp acks the handled commands behind an unhandled one that has
+// waited a third of the ack wait: the purge cannot pass it, and JetStream
+// would redeliver them, which restarts the partition.
+func (s *settler) ackHeldUp() {
+	s.mu.Lock()
+	var held []jetstream.Msg
+	if len(s.delivered) > 0 && !s.delivered[0].handled && time.Since(s.delivered[0].at) > s.ackWait/3 {
+		for i := range s.delivered {
+			if c := &s.delivered[i]; c.handled && !c.acked {
+				c.acked = true
+				held = append(held, c.msg)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(held) > 0 {
+		s.ack(held)
+	}
+}
+
+// ack acks msgs and counts those acked.
+func (s *settler) ack(msgs []jetstream.Msg) {
+	acked := 0
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			// Its result is stored; a redelivery will find it.
+			s.log.Warn("ack failed", "subject", m.Subject(), "error", err)
+			continue
+		}
+		acked++
+	}
+	s.obs.Settled(acked, false)
+}
+
+func countAcked(commands []settling) int {
+	n := 0
+	for _, c := range commands {
+		if c.acked {
+			n++
+		}
+	}
+	return n
 }
