@@ -23,7 +23,7 @@ import (
 // commands off the consumer's pending list, so they are not redelivered
 // while it runs. If a purge fails (a NATS user without the grant, whose
 // request gets no answer, say), this consumer acks its commands one by one
-// from then on. Handled commands held up behind one that takes long are
+// for purgeRetry, then tries a purge again. Handled commands held up behind one that takes long are
 // acked before JetStream would redeliver them.
 //
 // A purge of many commands makes the server recount what every consumer
@@ -40,8 +40,8 @@ type settler struct {
 	// against the consumer's MaxAckPending.
 	maxRun int
 	log    *slog.Logger
-	// acking is set once a purge failed.
-	acking bool
+	// failed is when a purge last failed; zero if none did.
+	failed time.Time
 
 	mu sync.Mutex
 	// delivered holds the commands delivered and not yet settled, in
@@ -66,11 +66,13 @@ type settling struct {
 
 // Purges happen at most every settleEvery and, while commands wait to be
 // settled, at least every settleAtLeastEvery, however short their run. A
-// purge that gets no answer within purgeTimeout failed.
+// purge that gets no answer within purgeTimeout failed, and the next is
+// tried purgeRetry later.
 const (
 	settleEvery        = 50 * time.Millisecond
 	settleAtLeastEvery = time.Second
 	purgeTimeout       = 2 * time.Second
+	purgeRetry         = 30 * time.Second
 )
 
 func newSettler(purge func(ctx context.Context, below uint64) error, ackWait time.Duration, maxRun int, obs Observer, log *slog.Logger) *settler {
@@ -150,23 +152,27 @@ func (s *settler) settle(force bool) bool {
 	for n < len(s.delivered) && s.delivered[n].handled {
 		n++
 	}
-	if n == 0 || (!force && !s.acking && n < min(int(s.behind/2), s.maxRun)) {
+	acking := !s.failed.IsZero() && time.Since(s.failed) < purgeRetry
+	if n == 0 || (!force && !acking && n < min(int(s.behind/2), s.maxRun)) {
 		s.mu.Unlock()
 		return false
 	}
 	head := s.delivered[:n:n]
 	s.delivered = s.delivered[n:]
 	s.mu.Unlock()
-	if !s.acking {
+	if !acking {
 		ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
 		err := s.purge(ctx, head[n-1].seq+1)
 		cancel()
 		if err == nil {
+			s.failed = time.Time{}
 			s.obs.Settled(n-countAcked(head), true)
 			return true
 		}
-		s.acking = true
-		s.log.Warn("purging handled commands failed; acking them one by one from now on", "error", err)
+		if s.failed.IsZero() {
+			s.log.Warn("purging handled commands failed; acking them one by one", "error", err, "retry_in", purgeRetry)
+		}
+		s.failed = time.Now()
 	}
 	var unacked []jetstream.Msg
 	for _, c := range head {
