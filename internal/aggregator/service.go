@@ -272,9 +272,9 @@ func consumerName(partition int) string { return "aggregator-" + strconv.Itoa(pa
 // handled when the next consumer redelivers the unsettled ones.
 //
 // The consumer is recreated on every start: on a work queue a new consumer
-// begins at the oldest command still stored (not yet settled), so commands are handed over
-// in stream order, with none skipped, even when a previous owner died
-// holding some of them.
+// begins at the oldest command still stored (not yet settled), so commands
+// are handed over in stream order, with none skipped, even when a previous
+// owner died holding some of them.
 func (s *Service) consume(ctx context.Context, partition int, t *tenure, log *slog.Logger) (err error) {
 	if !t.valid() {
 		return errTenureOver

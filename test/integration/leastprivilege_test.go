@@ -91,31 +91,13 @@ func TestLeastPrivilegeLifecycle(t *testing.T) {
 	proj := start(t, "projector", append(roleEnv("projector"), natsURL, "METRICS_ADDR=127.0.0.1:0",
 		"PROJECTOR_PROJECTION=order_summary", "PROJECTOR_MIGRATE=false", "DATABASE_URL="+dbAs(admin, runtimeRole))...)
 
-	send := func(role string, orderID string, cmd contract.Command) {
-		t.Helper()
-		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(role, rolePassword(role)), nats.CustomInboxPrefix("_INBOX."+role))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		cl, err := client.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sendCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		r, err := cl.Send(sendCtx, client.NewEnvelope(orderID, cmd))
-		if err != nil || r.Status != contract.StatusAccepted {
-			t.Fatalf("%s sends %T: %+v, %v", role, cmd, r, err)
-		}
-	}
 	const orderID = "least-privilege"
-	send("publisher", orderID, contract.CreateOrder{CustomerID: "c-1", Currency: "EUR"})
-	send("publisher", orderID, contract.AddItem{ProductID: "sku-1", Quantity: 2, UnitPriceCents: 250})
-	send("publisher", orderID, contract.SubmitOrder{})
-	send("payments", orderID, contract.PayOrder{PaymentID: "p-1", AmountCents: 500, Method: "card"})
-	send("publisher", orderID, contract.ShipOrder{TrackingNumber: "t-1", Carrier: "ups"})
-	send("publisher", orderID, contract.DeliverOrder{})
+	sendAs(t, srv, "publisher", orderID, contract.CreateOrder{CustomerID: "c-1", Currency: "EUR"})
+	sendAs(t, srv, "publisher", orderID, contract.AddItem{ProductID: "sku-1", Quantity: 2, UnitPriceCents: 250})
+	sendAs(t, srv, "publisher", orderID, contract.SubmitOrder{})
+	sendAs(t, srv, "payments", orderID, contract.PayOrder{PaymentID: "p-1", AmountCents: 500, Method: "card"})
+	sendAs(t, srv, "publisher", orderID, contract.ShipOrder{TrackingNumber: "t-1", Carrier: "ups"})
+	sendAs(t, srv, "publisher", orderID, contract.DeliverOrder{})
 
 	reader, err := pgx.Connect(ctx, dbAs(admin, migrations.ReaderRole))
 	if err != nil {
@@ -151,6 +133,27 @@ func TestLeastPrivilegeLifecycle(t *testing.T) {
 		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
 			t.Errorf("%s as %s: %v, want insufficient privilege", q, runtimeRole, err)
 		}
+	}
+}
+
+// sendAs sends cmd for orderID as the NATS user role, through the Go
+// client, and fails the test unless it is accepted.
+func sendAs(t *testing.T, srv *natsserver.Server, role, orderID string, cmd contract.Command) {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(role, rolePassword(role)), nats.CustomInboxPrefix("_INBOX."+role))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cl, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := cl.Send(ctx, client.NewEnvelope(orderID, cmd))
+	if err != nil || r.Status != contract.StatusAccepted {
+		t.Fatalf("%s sends %T: %+v, %v", role, cmd, r, err)
 	}
 }
 
@@ -191,23 +194,10 @@ func TestAggregatorWithoutThePurgeGrant(t *testing.T) {
 	metrics := freeAddr(t)
 	agg := start(t, "aggregator", append(roleEnv("aggregator"), natsURL, "METRICS_ADDR="+metrics)...)
 
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("publisher", rolePassword("publisher")), nats.CustomInboxPrefix("_INBOX.publisher"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	cl, err := client.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	const orderID = "no-purge-grant"
 	for _, cmd := range []contract.Command{contract.CreateOrder{CustomerID: "c-1", Currency: "EUR"},
 		contract.AddItem{ProductID: "sku-1", Quantity: 1, UnitPriceCents: 100}, contract.SubmitOrder{}} {
-		if r, err := cl.Send(ctx, client.NewEnvelope(orderID, cmd)); err != nil || r.Status != contract.StatusAccepted {
-			t.Fatalf("send %T: %+v, %v", cmd, r, err)
-		}
+		sendAs(t, srv, "publisher", orderID, cmd)
 	}
 	waitCommandsSettled(t, srv)
 	if out := agg.out.String(); !strings.Contains(out, "purging handled commands failed; acking them one by one") {
