@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/nats-io/nats.go"
 
 	"github.com/jetsource/jetsource/client"
 	"github.com/jetsource/jetsource/contract"
@@ -140,12 +139,7 @@ func TestLeastPrivilegeLifecycle(t *testing.T) {
 // client, and fails the test unless it is accepted.
 func sendAs(t *testing.T, srv *natsserver.Server, role, orderID string, cmd contract.Command) {
 	t.Helper()
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(role, rolePassword(role)), nats.CustomInboxPrefix("_INBOX."+role))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	cl, err := client.New(nc)
+	cl, err := client.New(connectAs(t, srv, role).nc)
 	if err != nil {
 		t.Fatal(err)
 	}
